@@ -1,0 +1,186 @@
+"""Typed configuration shared by every service: environment variables (``CW_*``) and CLI flags.
+
+Every setting has one name, one environment variable and one default, listed in the README's
+configuration reference. Invalid values fail at start-up with a message naming the setting, the
+value and where it came from (environment variable or command-line flag), never deep inside a loop.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from crypto_watcher.durations import parse_duration_ms
+from crypto_watcher.messages import ALERTS_TOPIC, TICKS_DLQ_TOPIC, TICKS_TOPIC
+
+ENV_PREFIX = "CW_"
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class ConfigError(SystemExit):
+    """Raised (and exits with status 2) when configuration is invalid; the text says what to fix."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _duration(value: Any) -> Any:
+    """Text ("90s", "15m"; a bare number is seconds) from env/CLI; ints from code are already ms."""
+    if isinstance(value, str):
+        return parse_duration_ms(value)
+    return value
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+
+class KafkaSettings(_Base):
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    """Kafka bootstrap servers, comma separated."""
+    ticks_topic: str = TICKS_TOPIC
+    alerts_topic: str = ALERTS_TOPIC
+    dlq_topic: str = TICKS_DLQ_TOPIC
+    ticks_partitions: Annotated[int, Field(ge=1, le=1000)] = 3
+    """Partitions of the ticks topic when the producer creates it (the processor's max parallelism)."""
+
+
+class Plan(StrEnum):
+    PUBLIC = "public"
+    DEMO = "demo"
+    PRO = "pro"
+
+
+class SourceKind(StrEnum):
+    COINGECKO = "coingecko"
+    SIMULATE = "simulate"
+
+
+class ProducerSettings(KafkaSettings):
+    source: SourceKind = SourceKind.COINGECKO
+    coins: CommaList = Field(default_factory=lambda: ["bitcoin", "ethereum"])
+    """CoinGecko coin ids to watch."""
+    vs_currencies: CommaList = Field(default_factory=lambda: ["usd"])
+    poll_interval: Annotated[int, Field(gt=0)] = 60_000
+    """How often to ask for quotes. CoinGecko refreshes /simple/price every 60 s (20 s on paid plans)."""
+    coingecko_plan: Plan = Plan.PUBLIC
+    coingecko_api_key: str | None = None
+    coingecko_base_url: str | None = None
+    """Defaults to the plan's URL; tests and proxies point it elsewhere."""
+    coingecko_timeout: Annotated[int, Field(gt=0)] = 10_000
+    coingecko_calls_per_minute: Annotated[float, Field(gt=0)] | None = None
+    """Defaults to the plan's budget (public 10, demo 30, pro 500)."""
+    max_backoff: Annotated[int, Field(gt=0)] = 300_000
+    simulate_seed: int = 42
+    simulate_event_every: Annotated[int, Field(gt=0)] = 180_000
+    """The simulated feed schedules a drop or spike on one coin this often."""
+    simulate_event_size_pct: Annotated[float, Field(gt=0, lt=90)] = 8.0
+    simulate_event_over: Annotated[int, Field(gt=0)] = 60_000
+
+    _lists = field_validator("coins", "vs_currencies", mode="before")(_split_commas)
+    _durations = field_validator(
+        "poll_interval", "coingecko_timeout", "max_backoff",
+        "simulate_event_every", "simulate_event_over", mode="before",
+    )(_duration)
+
+    @field_validator("coins", "vs_currencies")
+    @classmethod
+    def _lowercase_nonempty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must name at least one")
+        return [v.lower() for v in value]
+
+
+class InfluxApi(StrEnum):
+    V1 = "v1"
+    V2 = "v2"
+
+
+class InfluxSettings(_Base):
+    influx_api: InfluxApi = InfluxApi.V1
+    """v1: /write + InfluxQL (InfluxDB 1.x). v2: influxdb-client (InfluxDB 2.x, 3.x)."""
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_db: str = "crypto"
+    """v1 database name."""
+    influx_username: str | None = None
+    influx_password: str | None = None
+    influx_token: str | None = None
+    influx_org: str | None = None
+    influx_bucket: str = "crypto"
+    influx_timeout: Annotated[int, Field(gt=0)] = 10_000
+
+    _durations = field_validator("influx_timeout", mode="before")(_duration)
+
+
+class ProcessorSettings(KafkaSettings, InfluxSettings):
+    consumer_group: str = "crypto-processor"
+    auto_offset_reset: str = "earliest"
+    state_dir: str = ".cache/state"
+    commit_interval: Annotated[int, Field(gt=0)] = 5_000
+    windows: CommaList = Field(default_factory=lambda: ["15m"])
+    """Windows the percent change is computed over; the drop/spike rules apply to each."""
+    grace: Annotated[int, Field(ge=0)] = 60_000
+    """How late (event time) a tick may arrive and still update its windows."""
+    drop_pct: Annotated[float, Field(gt=0, lt=100)] = 5.0
+    spike_pct: Annotated[float, Field(gt=0)] = 5.0
+    cooldown: Annotated[int, Field(ge=0)] = 900_000
+    """After an alert, the same pair, rule and window stays quiet this long (event time)."""
+
+    _lists = field_validator("windows", mode="before")(_split_commas)
+    _durations = field_validator("grace", "cooldown", "commit_interval", mode="before")(_duration)
+
+    @field_validator("windows")
+    @classmethod
+    def _valid_windows(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must name at least one window")
+        for item in value:
+            parse_duration_ms(item)
+        return value
+
+    @property
+    def window_ms(self) -> list[int]:
+        return [parse_duration_ms(w) for w in self.windows]
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def load_settings(cls: type[S], flags: Mapping[str, Any] | None = None) -> S:
+    """Build settings from the environment, with command-line ``flags`` (field -> value) on top.
+
+    Errors name the setting as the user wrote it: ``--poll-interval`` for a flag,
+    ``CW_POLL_INTERVAL`` for an environment variable, with the offending value.
+    """
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    try:
+        return cls(**given)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            env = ENV_PREFIX + field.upper()
+            if field in given:
+                where = f"--{field.replace('_', '-')} (command line)"
+            elif env in os.environ:
+                where = f"{env} (environment variable)"
+            else:
+                where = field
+            lines.append(f"  {where} = {err.get('input')!r}: {err['msg']}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

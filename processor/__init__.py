@@ -1,0 +1,1 @@
+"""Crypto Watcher processor: a Quix Streams application turning ticks into windows, signals and alerts."""

@@ -1,0 +1,85 @@
+"""InfluxDB line protocol for everything the processor stores: the storage schema in one place.
+
+Measurements (database/bucket ``crypto``; docs/schema.md explains each):
+  price   tags coin, vs, source   fields price, market_cap, volume_24h, change_24h_pct
+  change  tags coin, vs, window   fields change_pct, drawdown_pct, runup_pct, first, last, high, low, ticks
+  alert   tags coin, vs, kind, rule, window, severity
+          fields id, message (strings), change_pct, price, reference_price, threshold_pct
+
+A point's identity is measurement + tag set + timestamp, so re-writing the same tick, window or
+alert (a replay, or a batch retried after a crash) overwrites the same point instead of adding one.
+Every number is written as a float: InfluxDB fixes a field's type on first write, and an integer
+written once would make every later float write fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from influxdb_client import Point, WritePrecision
+
+from crypto_watcher.messages import Alert, Tick
+
+PRICE = "price"
+CHANGE = "change"
+ALERT = "alert"
+
+
+def _line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, Any], time_ms: int) -> str:
+    point = Point(measurement)
+    for name, value in tags.items():
+        point.tag(name, value)
+    for name, value in fields.items():
+        if value is None:
+            continue
+        point.field(name, float(value) if isinstance(value, int | float) else value)
+    point.time(time_ms, WritePrecision.MS)
+    return str(point.to_line_protocol())
+
+
+def tick_line(tick: Tick) -> str:
+    return _line(
+        PRICE,
+        {"coin": tick.coin, "vs": tick.vs, "source": tick.source},
+        {
+            "price": tick.price,
+            "market_cap": tick.market_cap,
+            "volume_24h": tick.volume_24h,
+            "change_24h_pct": tick.change_24h_pct,
+        },
+        tick.event_time,
+    )
+
+
+def change_line(change: Mapping[str, Any]) -> str:
+    """A window result from :func:`processor.signals.window_change`."""
+    return _line(
+        CHANGE,
+        {"coin": change["coin"], "vs": change["vs"], "window": change["window"]},
+        {k: change[k] for k in ("change_pct", "drawdown_pct", "runup_pct", "first", "last", "high", "low", "ticks")},
+        change["end"],
+    )
+
+
+def alert_line(alert: Alert) -> str:
+    return _line(
+        ALERT,
+        {
+            "coin": alert.coin,
+            "vs": alert.vs,
+            "kind": alert.kind,
+            "rule": alert.rule,
+            "window": alert.window,
+            "severity": alert.severity,
+        },
+        {
+            "id": alert.id,
+            "message": alert.message,
+            "change_pct": alert.change_pct,
+            "price": alert.price,
+            "reference_price": alert.reference_price,
+            "threshold_pct": alert.threshold_pct,
+        },
+        alert.event_time,
+    )
