@@ -1,0 +1,30 @@
+"""Small Kafka helpers shared by the services: topic creation and client configuration."""
+
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+log = logging.getLogger(__name__)
+
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+def ensure_topic(bootstrap: str, name: str, partitions: int, retention_ms: int = 4 * WEEK_MS) -> None:
+    """Create ``name`` unless it exists. Retention is explicit: replays of last week must be possible."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    metadata = admin.list_topics(timeout=15)
+    if name in metadata.topics:
+        return
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=partitions, replication_factor=-1,
+                  config={"retention.ms": str(retention_ms)})]
+    )
+    try:
+        futures[name].result(timeout=30)
+        log.info("created topic %s with %d partitions", name, partitions)
+    except KafkaException as exc:
+        if "TOPIC_ALREADY_EXISTS" not in str(exc):
+            raise

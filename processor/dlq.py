@@ -1,0 +1,74 @@
+"""Dead-letter queue for ticks the processor cannot use: the original bytes plus why, never a crash.
+
+Quix has no DLQ of its own; its error callbacks may suppress an error. Suppressing without a copy
+would lose the record silently, so the callbacks below first produce it (flushed, so it is durable
+before the offset moves on) to ``crypto.ticks.dlq`` with headers naming the error and origin.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Producer
+from quixstreams.models import Row
+
+from crypto_watcher.messages import MessageError
+
+log = logging.getLogger(__name__)
+
+
+class DeadLetters:
+    def __init__(self, bootstrap: str, topic: str, group: str, on_dead: Callable[[str], None] | None = None) -> None:
+        self.topic = topic
+        self.group = group
+        self.count = 0
+        self._bootstrap = bootstrap
+        self._producer: Producer | None = None
+        self._on_dead = on_dead
+
+    def _send(self, value: bytes | None, key: bytes | None, timestamp: int | None, reason: str, kind: str,
+              topic: str, partition: int, offset: int) -> None:
+        if self._producer is None:
+            self._producer = Producer({"bootstrap.servers": self._bootstrap, "enable.idempotence": True,
+                                       "acks": "all", "client.id": f"{self.group}-dlq"})
+        headers = [
+            ("cw.error", reason[:1000].encode()),
+            ("cw.error.kind", kind.encode()),
+            ("cw.source.topic", topic.encode()),
+            ("cw.source.partition", str(partition).encode()),
+            ("cw.source.offset", str(offset).encode()),
+            ("cw.processor", self.group.encode()),
+        ]
+        kwargs: dict[str, Any] = {"timestamp": timestamp} if timestamp and timestamp > 0 else {}
+        self._producer.produce(self.topic, value=value, key=key, headers=headers, **kwargs)
+        if self._producer.flush(30) != 0:
+            raise RuntimeError(f"could not write to the DLQ topic {self.topic} within 30s")
+        self.count += 1
+        log.warning("dead-lettered %s[%d]@%d to %s: %s", topic, partition, offset, self.topic, reason)
+        if self._on_dead is not None:
+            self._on_dead(kind)
+
+    def on_consumer_error(self, exc: Exception, message: Any, logger: logging.Logger) -> bool:
+        """Undecodable or schema-invalid values (raised by the tick deserializer) go to the DLQ."""
+        if message is None or message.error() is not None:
+            return False  # a broker/transport error, not a bad record: let Quix handle it
+        kind = "schema" if isinstance(exc, MessageError) and not str(exc).startswith("invalid tick: (message)") else "decode"
+        if not isinstance(exc, MessageError | UnicodeDecodeError | ValueError):
+            return False
+        ts_type, ts = message.timestamp()
+        self._send(message.value(), message.key(), ts, str(exc), kind,
+                   message.topic(), message.partition(), message.offset())
+        return True
+
+    def on_processing_error(self, exc: Exception, row: Row | None, logger: logging.Logger) -> bool:
+        """A record that decoded but breaks a rule later (e.g. key not matching coin:vs)."""
+        if row is None or not isinstance(exc, MessageError):
+            return False
+        import json
+
+        value = json.dumps(row.value).encode() if row.value is not None else None
+        key = row.key.encode() if isinstance(row.key, str) else row.key
+        self._send(value, key, row.timestamp, str(exc), "schema", row.topic, row.partition, row.offset)
+        return True

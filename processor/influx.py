@@ -1,0 +1,199 @@
+"""The InfluxDB sink: Quix ``BatchingSink`` over a writer for the v1 or the v2 API.
+
+Quix calls ``write`` at each checkpoint, before it commits offsets. A write InfluxDB could not take
+*now* (connection refused, timeout, 429, 5xx) raises ``SinkBackpressureError``: Quix pauses the
+partitions, discards the batch and the uncommitted state, and re-reads from the last commit, so
+nothing is lost. Writes are idempotent (docs/contracts.md), so re-reading duplicates nothing.
+A write InfluxDB refuses on its merits (400: a point it will never accept) is logged and counted,
+not retried for ever; bad credentials (401/403) stop the processor with a clear message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import requests
+from quixstreams.sinks import BatchingSink, SinkBackpressureError, SinkBatch
+
+from crypto_watcher.config import InfluxApi, InfluxSettings
+
+log = logging.getLogger(__name__)
+
+MAX_LINES_PER_REQUEST = 5000
+MAX_BACKOFF_S = 30.0
+
+
+class TransientWriteError(Exception):
+    """InfluxDB cannot take the write now; the same write may succeed later."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RejectedWriteError(Exception):
+    """InfluxDB refused the points themselves; retrying the same points cannot succeed."""
+
+
+class InfluxAuthError(RuntimeError):
+    """Credentials or permissions are wrong: a configuration problem a person must fix."""
+
+
+class LineWriter(Protocol):
+    description: str
+
+    def check(self) -> None: ...
+    def write(self, lines: Sequence[str]) -> None: ...
+    def close(self) -> None: ...
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _classify(status: int, text: str, retry_after: str | None, what: str) -> Exception:
+    detail = text.strip().replace("\n", " ")[:300]
+    if status in (401, 403):
+        return InfluxAuthError(f"{what}: HTTP {status}: {detail} (check the InfluxDB token/credentials)")
+    if status == 429 or status >= 500 or status == 408:
+        return TransientWriteError(f"{what}: HTTP {status}: {detail}", _retry_after(retry_after))
+    return RejectedWriteError(f"{what}: HTTP {status}: {detail}")
+
+
+class V1Writer:
+    """InfluxDB 1.x ``/write`` (also served by 1.8+, 2.x with DBRP mappings, and 3.x)."""
+
+    def __init__(self, url: str, database: str, username: str | None = None,
+                 password: str | None = None, timeout_s: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.database = database
+        self.timeout_s = timeout_s
+        self.session = requests.Session()
+        if username:
+            self.session.auth = (username, password or "")
+        self.description = f"InfluxDB v1 API at {self.url}, database {database!r}"
+
+    def check(self) -> None:
+        """Create the database when we may (idempotent in InfluxDB); a read-only user just writes."""
+        try:
+            response = self.session.post(f"{self.url}/query", params={"q": f'CREATE DATABASE "{self.database}"'},
+                                         timeout=self.timeout_s)
+        except requests.RequestException as exc:
+            log.warning("%s not reachable at start-up (%s); writes will wait for it", self.description, exc)
+            return
+        if response.status_code in (401, 403):
+            raise _classify(response.status_code, response.text, None, self.description)
+
+    def write(self, lines: Sequence[str]) -> None:
+        try:
+            response = self.session.post(
+                f"{self.url}/write", params={"db": self.database, "precision": "ms"},
+                data="\n".join(lines).encode(), timeout=self.timeout_s,
+            )
+        except requests.RequestException as exc:
+            raise TransientWriteError(f"{self.description}: {exc.__class__.__name__}: {exc}") from exc
+        if response.status_code == 204:
+            return
+        if response.status_code == 404 and "database not found" in response.text:
+            self.check()
+            raise TransientWriteError(f"{self.description}: database was missing; created it", 0.5)
+        raise _classify(response.status_code, response.text, response.headers.get("Retry-After"), self.description)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class V2Writer:
+    """InfluxDB 2.x/3.x through influxdb-client, synchronous so the checkpoint knows the outcome."""
+
+    def __init__(self, url: str, token: str, org: str, bucket: str, timeout_s: float = 10.0) -> None:
+        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+
+        self.bucket = bucket
+        self.org = org
+        self.client = InfluxDBClient(url=url, token=token, org=org, timeout=int(timeout_s * 1000))
+        self.api = self.client.write_api(write_options=SYNCHRONOUS)
+        self.description = f"InfluxDB v2 API at {url}, org {org!r}, bucket {bucket!r}"
+
+    def check(self) -> None:
+        pass  # The bucket is provisioned with the server (compose/Helm); a write reports what is wrong.
+
+    def write(self, lines: Sequence[str]) -> None:
+        from influxdb_client import WritePrecision
+        from influxdb_client.rest import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            self.api.write(bucket=self.bucket, org=self.org, record=list(lines), write_precision=WritePrecision.MS)
+        except ApiException as exc:
+            headers = exc.headers or {}
+            raise _classify(int(exc.status or 0), str(exc.body or exc.reason), headers.get("Retry-After"),
+                            self.description) from exc
+        except (HTTPError, OSError) as exc:
+            raise TransientWriteError(f"{self.description}: {exc.__class__.__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def make_writer(settings: InfluxSettings) -> LineWriter:
+    timeout_s = settings.influx_timeout / 1000
+    if settings.influx_api is InfluxApi.V2:
+        missing = [name for name, value in (("CW_INFLUX_TOKEN", settings.influx_token),
+                                            ("CW_INFLUX_ORG", settings.influx_org)) if not value]
+        if missing:
+            raise ValueError(f"CW_INFLUX_API=v2 needs {' and '.join(missing)}")
+        assert settings.influx_token and settings.influx_org
+        return V2Writer(settings.influx_url, settings.influx_token, settings.influx_org, settings.influx_bucket, timeout_s)
+    return V1Writer(settings.influx_url, settings.influx_db, settings.influx_username, settings.influx_password, timeout_s)
+
+
+class InfluxSink(BatchingSink):
+    """Items are line-protocol strings (or lists of them) made by ``processor.points``."""
+
+    def __init__(self, writer: LineWriter, on_write: Callable[[int, float], None] | None = None) -> None:
+        super().__init__()
+        self.writer = writer
+        self.points_written = 0
+        self.rejected_writes = 0
+        self.backpressure_events = 0
+        self._backoff_s = 1.0
+        self._on_write = on_write
+
+    def setup(self) -> None:
+        self.writer.check()
+
+    def write(self, batch: SinkBatch) -> None:
+        lines: list[str] = []
+        for item in batch:
+            if isinstance(item.value, list):
+                lines.extend(item.value)
+            else:
+                lines.append(item.value)
+        for start in range(0, len(lines), MAX_LINES_PER_REQUEST):
+            chunk = lines[start:start + MAX_LINES_PER_REQUEST]
+            began = time.perf_counter()
+            try:
+                self.writer.write(chunk)
+            except TransientWriteError as exc:
+                self.backpressure_events += 1
+                delay = exc.retry_after if exc.retry_after is not None else self._backoff_s
+                self._backoff_s = min(MAX_BACKOFF_S, self._backoff_s * 2)
+                log.warning("InfluxDB write deferred (%s); pausing %.1fs, batch of %d points will be re-read",
+                            exc, delay, len(lines))
+                raise SinkBackpressureError(retry_after=delay) from exc
+            except RejectedWriteError as exc:
+                self.rejected_writes += 1
+                log.error("InfluxDB refused %d points, skipped: %s; first line: %s", len(chunk), exc, chunk[0][:200])
+                continue
+            self.points_written += len(chunk)
+            if self._on_write is not None:
+                self._on_write(len(chunk), time.perf_counter() - began)
+        self._backoff_s = 1.0

@@ -1,0 +1,1 @@
+"""Crypto Watcher producer: polls a market source (CoinGecko or a simulation) and publishes ticks."""
