@@ -94,6 +94,11 @@ class Tick(_Message):
         assert isinstance(result, Tick)
         return result
 
+    @classmethod
+    def create(cls, **fields: object) -> Tick:
+        """Build from untrusted values (a market response): MessageError instead of pydantic's error."""
+        return cls.from_json(fields)
+
 
 AlertKind = Literal["drop", "spike"]
 Severity = Literal["info", "warning", "critical"]
@@ -138,6 +143,10 @@ class Alert(_Message):
         result = cls._parse(data, "alert")
         assert isinstance(result, Alert)
         return result
+
+    @classmethod
+    def create(cls, **fields: object) -> Alert:
+        return cls.from_json(fields)
 
 
 def pct_change(new: float, old: float) -> float:

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from quixstreams.models import Row
 
 from crypto_watcher.messages import MessageError
@@ -54,21 +54,36 @@ class DeadLetters:
         """Undecodable or schema-invalid values (raised by the tick deserializer) go to the DLQ."""
         if message is None or message.error() is not None:
             return False  # a broker/transport error, not a bad record: let Quix handle it
-        kind = "schema" if isinstance(exc, MessageError) and not str(exc).startswith("invalid tick: (message)") else "decode"
         if not isinstance(exc, MessageError | UnicodeDecodeError | ValueError):
             return False
+        # "(message)" errors are about the bytes as a whole (not JSON); others about a field.
+        kind = "schema" if isinstance(exc, MessageError) and "(message)" not in str(exc) else "decode"
         ts_type, ts = message.timestamp()
         self._send(message.value(), message.key(), ts, str(exc), kind,
                    message.topic(), message.partition(), message.offset())
         return True
 
     def on_processing_error(self, exc: Exception, row: Row | None, logger: logging.Logger) -> bool:
-        """A record that decoded but breaks a rule later (e.g. key not matching coin:vs)."""
+        """A record that decoded but breaks a rule later (e.g. key not matching coin:vs).
+
+        The row holds the decoded value, not the bytes; the DLQ promises the original bytes, so
+        they are read back from Kafka by offset (a rare path: it costs nothing when data is good).
+        """
         if row is None or not isinstance(exc, MessageError):
             return False
-        import json
-
-        value = json.dumps(row.value).encode() if row.value is not None else None
-        key = row.key.encode() if isinstance(row.key, str) else row.key
-        self._send(value, key, row.timestamp, str(exc), "schema", row.topic, row.partition, row.offset)
+        key, value, timestamp = self._original(row.topic, row.partition, row.offset)
+        self._send(value, key, timestamp, str(exc), "schema", row.topic, row.partition, row.offset)
         return True
+
+    def _original(self, topic: str, partition: int, offset: int) -> tuple[bytes | None, bytes | None, int | None]:
+        consumer = Consumer({"bootstrap.servers": self._bootstrap, "group.id": f"{self.group}-dlq-reader",
+                             "enable.auto.commit": False, "enable.partition.eof": False})
+        try:
+            consumer.assign([TopicPartition(topic, partition, offset)])
+            for _ in range(60):
+                msg = consumer.poll(0.5)
+                if msg is not None and not msg.error() and msg.offset() == offset:
+                    return msg.key(), msg.value(), msg.timestamp()[1]
+        finally:
+            consumer.close()
+        raise RuntimeError(f"could not re-read {topic}[{partition}]@{offset} for the DLQ")

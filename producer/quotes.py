@@ -125,7 +125,7 @@ def _tick(
             number = None
         optional[name] = number
     try:
-        return Tick(
+        return Tick.create(
             coin=coin,
             symbol=(symbols or {}).get(coin),
             vs=vs,

@@ -1,0 +1,129 @@
+"""Where the real services are, and small clients the tests use to read what the pipeline wrote.
+
+Locally and in CI the services are the ones scripts/services.sh starts on 127.0.0.1. On a Docker
+host with nothing listening there, testcontainers starts them instead. A test whose service is
+missing fails with a message saying how to start it; it never skips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from confluent_kafka import Consumer, TopicPartition
+
+
+@dataclass(frozen=True)
+class Services:
+    kafka_bootstrap: str
+    influx_url: str
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _docker_available() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        docker.from_env().ping()
+        return True
+    except Exception:
+        return False
+
+
+@contextmanager
+def real_services() -> Iterator[Services]:
+    kafka = os.environ.get("CW_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    influx = os.environ.get("CW_TEST_INFLUX_URL", "http://127.0.0.1:8086")
+    k_host, k_port = kafka.split(",")[0].rsplit(":", 1)
+    i_host, i_port = influx.split("//")[1].split("/")[0].rsplit(":", 1)
+    if _port_open(k_host, int(k_port)) and _port_open(i_host, int(i_port)):
+        yield Services(kafka, influx)
+        return
+    if _docker_available():
+        from testcontainers.influxdb import InfluxDbContainer  # type: ignore[import-untyped]
+        from testcontainers.kafka import KafkaContainer  # type: ignore[import-untyped]
+
+        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as k, InfluxDbContainer("influxdb:1.8") as i:
+            yield Services(k.get_bootstrap_server(), i.get_url())
+        return
+    raise RuntimeError(
+        f"Kafka ({kafka}) or InfluxDB ({influx}) is not reachable. Start them with "
+        "`bash scripts/services.sh up` (or run the whole suite with `bash scripts/test.sh`)."
+    )
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+class Influx:
+    """InfluxQL over HTTP: what Grafana reads is what the tests read."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def query(self, db: str, q: str) -> list[dict[str, Any]]:
+        """Rows of every series as dicts (time in epoch ms), tags merged in."""
+        response = requests.post(f"{self.url}/query", params={"db": db, "q": q, "epoch": "ms"}, timeout=30)
+        response.raise_for_status()
+        rows: list[dict[str, Any]] = []
+        for result in response.json()["results"]:
+            if "error" in result:
+                raise AssertionError(f"InfluxQL error for {q!r}: {result['error']}")
+            for series in result.get("series", []):
+                for values in series["values"]:
+                    row = dict(zip(series["columns"], values, strict=True))
+                    row.update(series.get("tags", {}))
+                    rows.append(row)
+        return rows
+
+    def drop(self, db: str) -> None:
+        requests.post(f"{self.url}/query", params={"q": f'DROP DATABASE "{db}"'}, timeout=30)
+
+
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list[tuple[str | None, bytes | None, int]]:
+    """Every message currently in ``topic`` (all partitions), as (key, value, timestamp)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("reader"),
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        deadline = time.monotonic() + timeout_s
+        metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return []
+        partitions = [TopicPartition(topic, p, 0) for p in metadata.partitions]
+        ends = {}
+        for tp in partitions:
+            _low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+            ends[tp.partition] = high
+        consumer.assign(partitions)
+        out: list[tuple[str | None, bytes | None, int]] = []
+        seen = dict.fromkeys(ends, 0)
+        while any(seen[p] < ends[p] for p in ends) and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            key = msg.key().decode() if msg.key() is not None else None
+            out.append((key, msg.value(), msg.timestamp()[1]))
+            seen[msg.partition()] = msg.offset() + 1
+        return out
+    finally:
+        consumer.close()
+
+
+def read_json_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    return [json.loads(v) for _k, v, _t in read_topic(bootstrap, topic) if v is not None]

@@ -1,0 +1,46 @@
+"""Configuration errors name the setting as the user wrote it, the value, and where it came from."""
+
+from __future__ import annotations
+
+import pytest
+
+from crypto_watcher.config import ConfigError, ProcessorSettings, ProducerSettings, load_settings
+from crypto_watcher.durations import format_duration, parse_duration_ms
+
+
+def test_defaults() -> None:
+    s = load_settings(ProcessorSettings)
+    assert (s.window_ms, s.cooldown, s.grace, s.drop_pct) == ([900_000], 900_000, 60_000, 5.0)
+    p = load_settings(ProducerSettings)
+    assert (p.coins, p.vs_currencies, p.poll_interval, p.coingecko_plan.value) == (
+        ["bitcoin", "ethereum"], ["usd"], 60_000, "public")
+
+
+def test_environment_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CW_COINS", "Bitcoin, solana")
+    monkeypatch.setenv("CW_POLL_INTERVAL", "90s")
+    p = load_settings(ProducerSettings, {"vs_currencies": "usd,EUR"})
+    assert (p.coins, p.vs_currencies, p.poll_interval) == (["bitcoin", "solana"], ["usd", "eur"], 90_000)
+
+
+def test_errors_name_env_var_and_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CW_COOLDOWN", "soon")
+    with pytest.raises(ConfigError) as info:
+        load_settings(ProcessorSettings, {"drop_pct": -2, "windows": "15m,forever"})
+    text = str(info.value)
+    assert "CW_COOLDOWN (environment variable) = 'soon'" in text
+    assert "--drop-pct (command line) = -2" in text
+    assert "--windows (command line) = '15m,forever'" in text and "got 'forever'" in text
+
+
+@pytest.mark.parametrize(("text", "ms"), [("15m", 900_000), ("1h", 3_600_000), ("90s", 90_000), ("2", 2_000),
+                                          ("1.5s", 1_500), ("250ms", 250), ("1d", 86_400_000)])
+def test_durations(text: str, ms: int) -> None:
+    assert parse_duration_ms(text) == ms
+
+
+def test_duration_round_trip_and_errors() -> None:
+    assert [format_duration(ms) for ms in (900_000, 5_400_000, 1_500, 86_400_000)] == ["15m", "90m", "1500ms", "1d"]
+    for bad in ("", "15 minutes", "-5m", "0s"):
+        with pytest.raises(ValueError, match="duration must be"):
+            parse_duration_ms(bad)

@@ -1,0 +1,81 @@
+"""Parsing /simple/price: good records become ticks, each bad one is skipped with a clear reason."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crypto_watcher.messages import Tick
+from producer.quotes import BAD_VALUE, MISSING_FIELD, UNKNOWN_ID, parse_simple_price
+
+NOW = 1_700_000_100_000
+
+
+def entry(price: Any = 50000.0, updated: Any = 1_700_000_000, **extra: Any) -> dict[str, Any]:
+    data = {"usd": price, "usd_market_cap": 1e12, "usd_24h_vol": 3e10, "usd_24h_change": -1.5, "last_updated_at": updated}
+    data.update(extra)
+    return data
+
+
+def test_good_response_becomes_ticks_with_event_time_in_ms() -> None:
+    parsed = parse_simple_price({"bitcoin": entry(), "ethereum": entry(3000.0)}, ["bitcoin", "ethereum"], ["usd"], NOW)
+    assert parsed.problems == []
+    assert [(t.key, t.price, t.event_time, t.fetch_time) for t in parsed.ticks] == [
+        ("bitcoin:usd", 50000.0, 1_700_000_000_000, NOW), ("ethereum:usd", 3000.0, 1_700_000_000_000, NOW)]
+    assert parsed.ticks[0].market_cap == 1e12 and parsed.ticks[0].change_24h_pct == -1.5
+
+
+def test_bad_values_are_skipped_naming_coin_field_and_value() -> None:
+    payload = {
+        "bitcoin": entry(None), "ethereum": entry(-3.0), "solana": entry("abc"), "ripple": entry(1e400),
+        "cardano": {"last_updated_at": 1_700_000_000}, "dogecoin": entry(updated=None), "tether": entry(1.0),
+    }
+    coins = [*payload, "nosuchcoin"]
+    parsed = parse_simple_price(payload, coins, ["usd"], NOW)
+    assert [t.coin for t in parsed.ticks] == ["tether"]
+    problems = {p.coin: (p.reason, str(p)) for p in parsed.problems}
+    assert problems["bitcoin"] == (BAD_VALUE, "skipped bitcoin:usd: field usd (price) has bad value None")
+    assert problems["ethereum"] == (BAD_VALUE, "skipped ethereum:usd: field usd (price) has bad value -3.0")
+    assert problems["solana"][0] == BAD_VALUE and "'abc'" in problems["solana"][1]
+    assert problems["ripple"][0] == BAD_VALUE and "inf" in problems["ripple"][1]
+    assert problems["cardano"] == (MISSING_FIELD, "skipped cardano:usd: field usd (price) is missing")
+    assert problems["dogecoin"][0] == BAD_VALUE and "last_updated_at" in problems["dogecoin"][1]
+    assert problems["nosuchcoin"][0] == UNKNOWN_ID
+
+
+def test_bad_optional_figure_keeps_the_price() -> None:
+    parsed = parse_simple_price({"bitcoin": entry(usd_market_cap=-1)}, ["bitcoin"], ["usd"], NOW)
+    assert len(parsed.ticks) == 1 and parsed.ticks[0].market_cap is None
+    assert [p.skipped for p in parsed.problems] == [False]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=5),
+    max_leaves=20,
+)
+coin_entries = st.fixed_dictionaries({}, optional={
+    "usd": json_values | st.floats(), "eur": json_values, "usd_market_cap": json_values,
+    "last_updated_at": json_values | st.integers(min_value=1_230_940_800, max_value=4_102_444_799),
+})
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(json_values, st.dictionaries(st.sampled_from(["bitcoin", "ethereum", "x"]), coin_entries | json_values)))
+def test_any_json_gives_valid_ticks_or_problems(payload: Any) -> None:
+    coins, vs = ["bitcoin", "ethereum"], ["usd", "eur"]
+    parsed = parse_simple_price(payload, coins, vs, NOW)
+    for tick in parsed.ticks:
+        assert Tick.from_json(tick.to_json()) == tick  # valid by the schema
+        assert math.isfinite(tick.price) and tick.price > 0
+        assert tick.coin in coins and tick.vs in vs
+    # every requested pair is accounted for: a tick or a problem naming it (or its coin)
+    for coin in coins:
+        for v in vs:
+            assert any(t.coin == coin and t.vs == v for t in parsed.ticks) or any(
+                p.skipped and p.coin in (coin, "*") and p.vs in (v, None) for p in parsed.problems
+            ), json.dumps(payload, default=str)[:200]
