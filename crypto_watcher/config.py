@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -48,15 +48,18 @@ def _duration(value: Any) -> Any:
 
 
 class _Base(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True, use_attribute_docstrings=True)
 
 
 class KafkaSettings(_Base):
     kafka_bootstrap: str = "127.0.0.1:9092"
     """Kafka bootstrap servers, comma separated."""
     ticks_topic: str = TICKS_TOPIC
+    """Topic of price ticks (key `<coin>:<vs>`)."""
     alerts_topic: str = ALERTS_TOPIC
+    """Topic the processor publishes alerts to."""
     dlq_topic: str = TICKS_DLQ_TOPIC
+    """Dead-letter topic for ticks the processor cannot use."""
     ticks_partitions: Annotated[int, Field(ge=1, le=1000)] = 3
     """Partitions of the ticks topic when the producer creates it (the processor's max parallelism)."""
 
@@ -74,29 +77,42 @@ class SourceKind(StrEnum):
 
 class ProducerSettings(KafkaSettings):
     source: SourceKind = SourceKind.COINGECKO
+    """Market source: `coingecko` or `simulate` (offline random walk with scheduled moves)."""
     coins: CommaList = Field(default_factory=lambda: ["bitcoin", "ethereum"])
     """CoinGecko coin ids to watch."""
     vs_currencies: CommaList = Field(default_factory=lambda: ["usd"])
+    """Currencies to quote in, comma separated."""
     poll_interval: Annotated[int, Field(gt=0)] = 60_000
     """How often to ask for quotes. CoinGecko refreshes /simple/price every 60 s (20 s on paid plans)."""
     coingecko_plan: Plan = Plan.PUBLIC
+    """CoinGecko access plan: `public` (keyless), `demo` or `pro`."""
     coingecko_api_key: str | None = None
+    """API key for the demo or pro plan (sent in the plan's header, never logged)."""
     coingecko_base_url: str | None = None
     """Defaults to the plan's URL; tests and proxies point it elsewhere."""
     coingecko_timeout: Annotated[int, Field(gt=0)] = 10_000
+    """Timeout of one CoinGecko call."""
     coingecko_calls_per_minute: Annotated[float, Field(gt=0)] | None = None
     """Defaults to the plan's budget (public 10, demo 30, pro 500)."""
     max_backoff: Annotated[int, Field(gt=0)] = 300_000
+    """Longest wait between retries after failures (without a Retry-After)."""
     simulate_seed: int = 42
+    """Seed of the simulated market (same seed, same prices)."""
     simulate_event_every: Annotated[int, Field(gt=0)] = 180_000
     """The simulated feed schedules a drop or spike on one coin this often."""
     simulate_event_size_pct: Annotated[float, Field(gt=0, lt=90)] = 8.0
+    """Size of each simulated drop or spike, in percent."""
     simulate_event_over: Annotated[int, Field(gt=0)] = 60_000
+    """How long each simulated move takes."""
 
     _lists = field_validator("coins", "vs_currencies", mode="before")(_split_commas)
     _durations = field_validator(
-        "poll_interval", "coingecko_timeout", "max_backoff",
-        "simulate_event_every", "simulate_event_over", mode="before",
+        "poll_interval",
+        "coingecko_timeout",
+        "max_backoff",
+        "simulate_event_every",
+        "simulate_event_over",
+        mode="before",
     )(_duration)
 
     @field_validator("coins", "vs_currencies")
@@ -116,29 +132,42 @@ class InfluxSettings(_Base):
     influx_api: InfluxApi = InfluxApi.V1
     """v1: /write + InfluxQL (InfluxDB 1.x). v2: influxdb-client (InfluxDB 2.x, 3.x)."""
     influx_url: str = "http://127.0.0.1:8086"
+    """InfluxDB base URL."""
     influx_db: str = "crypto"
     """v1 database name."""
     influx_username: str | None = None
+    """v1 user name, when InfluxDB has authentication on."""
     influx_password: str | None = None
+    """v1 password."""
     influx_token: str | None = None
+    """v2 API token (needs write access to the bucket)."""
     influx_org: str | None = None
+    """v2 organisation."""
     influx_bucket: str = "crypto"
+    """v2 bucket."""
     influx_timeout: Annotated[int, Field(gt=0)] = 10_000
+    """Timeout of one InfluxDB write."""
 
     _durations = field_validator("influx_timeout", mode="before")(_duration)
 
 
 class ProcessorSettings(KafkaSettings, InfluxSettings):
     consumer_group: str = "crypto-processor"
-    auto_offset_reset: str = "earliest"
+    """Kafka consumer group (and state folder name) of the processor."""
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    """Where a new consumer group starts: `earliest` (all retained ticks) or `latest`."""
     state_dir: str = ".cache/state"
+    """Folder of the processor's local window state (RocksDB; rebuilt from changelogs if lost)."""
     commit_interval: Annotated[int, Field(gt=0)] = 5_000
+    """Checkpoint interval: InfluxDB writes and offset commits happen this often."""
     windows: CommaList = Field(default_factory=lambda: ["15m"])
     """Windows the percent change is computed over; the drop/spike rules apply to each."""
     grace: Annotated[int, Field(ge=0)] = 60_000
     """How late (event time) a tick may arrive and still update its windows."""
     drop_pct: Annotated[float, Field(gt=0, lt=100)] = 5.0
+    """Alert when a price falls this many percent below its window high."""
     spike_pct: Annotated[float, Field(gt=0)] = 5.0
+    """Alert when a price rises this many percent above its window low."""
     cooldown: Annotated[int, Field(ge=0)] = 900_000
     """After an alert, the same pair, rule and window stays quiet this long (event time)."""
 

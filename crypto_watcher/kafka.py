@@ -19,8 +19,7 @@ def ensure_topic(bootstrap: str, name: str, partitions: int, retention_ms: int =
     if name in metadata.topics:
         return
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=-1,
-                  config={"retention.ms": str(retention_ms)})]
+        [NewTopic(name, num_partitions=partitions, replication_factor=-1, config={"retention.ms": str(retention_ms)})]
     )
     try:
         futures[name].result(timeout=30)

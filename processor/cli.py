@@ -24,10 +24,20 @@ Stop with Ctrl-C or SIGTERM: the current checkpoint is committed first.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="crypto-processor", description=__doc__, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bootstrap", dest="kafka_bootstrap", help="Kafka bootstrap servers [CW_KAFKA_BOOTSTRAP, default 127.0.0.1:9092]")
-    p.add_argument("--group", dest="consumer_group", help="consumer group [CW_CONSUMER_GROUP, default crypto-processor]")
+    p = argparse.ArgumentParser(
+        prog="crypto-processor",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--bootstrap",
+        dest="kafka_bootstrap",
+        help="Kafka bootstrap servers [CW_KAFKA_BOOTSTRAP, default 127.0.0.1:9092]",
+    )
+    p.add_argument(
+        "--group", dest="consumer_group", help="consumer group [CW_CONSUMER_GROUP, default crypto-processor]"
+    )
     p.add_argument("--ticks-topic", dest="ticks_topic", help="input topic [CW_TICKS_TOPIC, default crypto.ticks]")
     p.add_argument("--alerts-topic", dest="alerts_topic", help="alerts topic [CW_ALERTS_TOPIC, default crypto.alerts]")
     p.add_argument("--windows", help="windows for percent change, e.g. 5m,15m,1h [CW_WINDOWS, default 15m]")
@@ -35,13 +45,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spike-pct", dest="spike_pct", type=float, help="spike threshold in %% [CW_SPIKE_PCT, default 5]")
     p.add_argument("--cooldown", help="quiet time after an alert, e.g. 15m [CW_COOLDOWN, default 15m]")
     p.add_argument("--grace", help="how late a tick may arrive, e.g. 60s [CW_GRACE, default 60s]")
-    p.add_argument("--influx-api", dest="influx_api", choices=["v1", "v2"], help="InfluxDB API [CW_INFLUX_API, default v1]")
-    p.add_argument("--influx-url", dest="influx_url", help="InfluxDB URL [CW_INFLUX_URL, default http://127.0.0.1:8086]")
+    p.add_argument(
+        "--influx-api", dest="influx_api", choices=["v1", "v2"], help="InfluxDB API [CW_INFLUX_API, default v1]"
+    )
+    p.add_argument(
+        "--influx-url", dest="influx_url", help="InfluxDB URL [CW_INFLUX_URL, default http://127.0.0.1:8086]"
+    )
     p.add_argument("--influx-db", dest="influx_db", help="v1 database [CW_INFLUX_DB, default crypto]")
     p.add_argument("--influx-bucket", dest="influx_bucket", help="v2 bucket [CW_INFLUX_BUCKET, default crypto]")
     p.add_argument("--state-dir", dest="state_dir", help="local state folder [CW_STATE_DIR, default .cache/state]")
-    p.add_argument("--stop-when-idle", type=float, default=0.0, metavar="SECONDS",
-                   help="exit once no tick arrived for this long (for batch runs; default: run until stopped)")
+    p.add_argument(
+        "--stop-when-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="exit once no tick arrived for this long (for batch runs; default: run until stopped)",
+    )
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR [CW_LOG_LEVEL, default INFO]")
     return p
 
@@ -59,9 +78,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"crypto-processor: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    log.info("windows %s, drop %.2f%%, spike %.2f%%, cooldown %ds -> %s",
-             ",".join(settings.windows), settings.drop_pct, settings.spike_pct, settings.cooldown // 1000,
-             pipeline.sink)
+    log.info(
+        "windows %s, drop %.2f%%, spike %.2f%%, cooldown %ds -> %s",
+        ",".join(settings.windows),
+        settings.drop_pct,
+        settings.spike_pct,
+        settings.cooldown // 1000,
+        pipeline.sink,
+    )
     pipeline.app.run(timeout=args.stop_when_idle, collect=False)
     return 0
 

@@ -28,11 +28,26 @@ class DeadLetters:
         self._producer: Producer | None = None
         self._on_dead = on_dead
 
-    def _send(self, value: bytes | None, key: bytes | None, timestamp: int | None, reason: str, kind: str,
-              topic: str, partition: int, offset: int) -> None:
+    def _send(
+        self,
+        value: bytes | None,
+        key: bytes | None,
+        timestamp: int | None,
+        reason: str,
+        kind: str,
+        topic: str,
+        partition: int,
+        offset: int,
+    ) -> None:
         if self._producer is None:
-            self._producer = Producer({"bootstrap.servers": self._bootstrap, "enable.idempotence": True,
-                                       "acks": "all", "client.id": f"{self.group}-dlq"})
+            self._producer = Producer(
+                {
+                    "bootstrap.servers": self._bootstrap,
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "client.id": f"{self.group}-dlq",
+                }
+            )
         headers = [
             ("cw.error", reason[:1000].encode()),
             ("cw.error.kind", kind.encode()),
@@ -58,9 +73,10 @@ class DeadLetters:
             return False
         # "(message)" errors are about the bytes as a whole (not JSON); others about a field.
         kind = "schema" if isinstance(exc, MessageError) and "(message)" not in str(exc) else "decode"
-        ts_type, ts = message.timestamp()
-        self._send(message.value(), message.key(), ts, str(exc), kind,
-                   message.topic(), message.partition(), message.offset())
+        _ts_type, ts = message.timestamp()
+        self._send(
+            message.value(), message.key(), ts, str(exc), kind, message.topic(), message.partition(), message.offset()
+        )
         return True
 
     def on_processing_error(self, exc: Exception, row: Row | None, logger: logging.Logger) -> bool:
@@ -76,8 +92,14 @@ class DeadLetters:
         return True
 
     def _original(self, topic: str, partition: int, offset: int) -> tuple[bytes | None, bytes | None, int | None]:
-        consumer = Consumer({"bootstrap.servers": self._bootstrap, "group.id": f"{self.group}-dlq-reader",
-                             "enable.auto.commit": False, "enable.partition.eof": False})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self._bootstrap,
+                "group.id": f"{self.group}-dlq-reader",
+                "enable.auto.commit": False,
+                "enable.partition.eof": False,
+            }
+        )
         try:
             consumer.assign([TopicPartition(topic, partition, offset)])
             for _ in range(60):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import requests
 from quixstreams.sinks import BatchingSink, SinkBackpressureError, SinkBatch
@@ -69,8 +69,9 @@ def _classify(status: int, text: str, retry_after: str | None, what: str) -> Exc
 class V1Writer:
     """InfluxDB 1.x ``/write`` (also served by 1.8+, 2.x with DBRP mappings, and 3.x)."""
 
-    def __init__(self, url: str, database: str, username: str | None = None,
-                 password: str | None = None, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, url: str, database: str, username: str | None = None, password: str | None = None, timeout_s: float = 10.0
+    ) -> None:
         self.url = url.rstrip("/")
         self.database = database
         self.timeout_s = timeout_s
@@ -82,8 +83,9 @@ class V1Writer:
     def check(self) -> None:
         """Create the database when we may (idempotent in InfluxDB); a read-only user just writes."""
         try:
-            response = self.session.post(f"{self.url}/query", params={"q": f'CREATE DATABASE "{self.database}"'},
-                                         timeout=self.timeout_s)
+            response = self.session.post(
+                f"{self.url}/query", params={"q": f'CREATE DATABASE "{self.database}"'}, timeout=self.timeout_s
+            )
         except requests.RequestException as exc:
             log.warning("%s not reachable at start-up (%s); writes will wait for it", self.description, exc)
             return
@@ -93,8 +95,10 @@ class V1Writer:
     def write(self, lines: Sequence[str]) -> None:
         try:
             response = self.session.post(
-                f"{self.url}/write", params={"db": self.database, "precision": "ms"},
-                data="\n".join(lines).encode(), timeout=self.timeout_s,
+                f"{self.url}/write",
+                params={"db": self.database, "precision": "ms"},
+                data="\n".join(lines).encode(),
+                timeout=self.timeout_s,
             )
         except requests.RequestException as exc:
             raise TransientWriteError(f"{self.description}: {exc.__class__.__name__}: {exc}") from exc
@@ -113,7 +117,7 @@ class V2Writer:
     """InfluxDB 2.x/3.x through influxdb-client, synchronous so the checkpoint knows the outcome."""
 
     def __init__(self, url: str, token: str, org: str, bucket: str, timeout_s: float = 10.0) -> None:
-        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
 
         self.bucket = bucket
@@ -126,16 +130,22 @@ class V2Writer:
         pass  # The bucket is provisioned with the server (compose/Helm); a write reports what is wrong.
 
     def write(self, lines: Sequence[str]) -> None:
-        from influxdb_client import WritePrecision
+        from influxdb_client.domain.write_precision import WritePrecision
         from influxdb_client.rest import ApiException
         from urllib3.exceptions import HTTPError
 
         try:
-            self.api.write(bucket=self.bucket, org=self.org, record=list(lines), write_precision=WritePrecision.MS)
+            self.api.write(
+                bucket=self.bucket,
+                org=self.org,
+                record=list(lines),
+                write_precision=cast(WritePrecision, WritePrecision.MS),
+            )
         except ApiException as exc:
-            headers = exc.headers or {}
-            raise _classify(int(exc.status or 0), str(exc.body or exc.reason), headers.get("Retry-After"),
-                            self.description) from exc
+            headers: Any = exc.headers or {}
+            raise _classify(
+                int(exc.status or 0), str(exc.body or exc.reason), headers.get("Retry-After"), self.description
+            ) from exc
         except (HTTPError, OSError) as exc:
             raise TransientWriteError(f"{self.description}: {exc.__class__.__name__}: {exc}") from exc
 
@@ -146,13 +156,20 @@ class V2Writer:
 def make_writer(settings: InfluxSettings) -> LineWriter:
     timeout_s = settings.influx_timeout / 1000
     if settings.influx_api is InfluxApi.V2:
-        missing = [name for name, value in (("CW_INFLUX_TOKEN", settings.influx_token),
-                                            ("CW_INFLUX_ORG", settings.influx_org)) if not value]
+        missing = [
+            name
+            for name, value in (("CW_INFLUX_TOKEN", settings.influx_token), ("CW_INFLUX_ORG", settings.influx_org))
+            if not value
+        ]
         if missing:
             raise ValueError(f"CW_INFLUX_API=v2 needs {' and '.join(missing)}")
         assert settings.influx_token and settings.influx_org
-        return V2Writer(settings.influx_url, settings.influx_token, settings.influx_org, settings.influx_bucket, timeout_s)
-    return V1Writer(settings.influx_url, settings.influx_db, settings.influx_username, settings.influx_password, timeout_s)
+        return V2Writer(
+            settings.influx_url, settings.influx_token, settings.influx_org, settings.influx_bucket, timeout_s
+        )
+    return V1Writer(
+        settings.influx_url, settings.influx_db, settings.influx_username, settings.influx_password, timeout_s
+    )
 
 
 class InfluxSink(BatchingSink):
@@ -178,7 +195,7 @@ class InfluxSink(BatchingSink):
             else:
                 lines.append(item.value)
         for start in range(0, len(lines), MAX_LINES_PER_REQUEST):
-            chunk = lines[start:start + MAX_LINES_PER_REQUEST]
+            chunk = lines[start : start + MAX_LINES_PER_REQUEST]
             began = time.perf_counter()
             try:
                 self.writer.write(chunk)
@@ -186,8 +203,12 @@ class InfluxSink(BatchingSink):
                 self.backpressure_events += 1
                 delay = exc.retry_after if exc.retry_after is not None else self._backoff_s
                 self._backoff_s = min(MAX_BACKOFF_S, self._backoff_s * 2)
-                log.warning("InfluxDB write deferred (%s); pausing %.1fs, batch of %d points will be re-read",
-                            exc, delay, len(lines))
+                log.warning(
+                    "InfluxDB write deferred (%s); pausing %.1fs, batch of %d points will be re-read",
+                    exc,
+                    delay,
+                    len(lines),
+                )
                 raise SinkBackpressureError(retry_after=delay) from exc
             except RejectedWriteError as exc:
                 self.rejected_writes += 1

@@ -106,11 +106,22 @@ def evaluate(change: Mapping[str, Any], rules: list[MoveRule], state: StateLike)
         state.set(f"fired:{slot}", end)
         state.set(f"disarmed:{slot}", True)
         severity: Literal["warning", "critical"] = "critical" if abs(move) >= 2 * rule.threshold_pct else "warning"
-        alerts.append(Alert(
-            id=Alert.make_id(change["coin"], change["vs"], rule.name, rule.kind, change["window"], end),
-            coin=change["coin"], vs=change["vs"], kind=rule.kind, rule=rule.name,
-            window=change["window"], window_ms=change["window_ms"], change_pct=move,
-            price=change["last"], reference_price=reference, threshold_pct=rule.threshold_pct,
-            event_time=end, severity=severity, message=_describe(change, rule.kind, move, reference),
-        ))
+        alerts.append(
+            Alert(
+                id=Alert.make_id(change["coin"], change["vs"], rule.name, rule.kind, change["window"], end),
+                coin=change["coin"],
+                vs=change["vs"],
+                kind=rule.kind,
+                rule=rule.name,
+                window=change["window"],
+                window_ms=change["window_ms"],
+                change_pct=move,
+                price=change["last"],
+                reference_price=reference,
+                threshold_pct=rule.threshold_pct,
+                event_time=end,
+                severity=severity,
+                message=_describe(change, rule.kind, move, reference),
+            )
+        )
     return alerts

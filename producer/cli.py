@@ -31,25 +31,49 @@ Stop with Ctrl-C or SIGTERM: polling stops, queued ticks are flushed, the exit s
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="crypto-producer", description=__doc__, epilog=EPILOG,
+        prog="crypto-producer",
+        description=__doc__,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--source", choices=[s.value for s in SourceKind],
-                   help="where quotes come from [CW_SOURCE, default coingecko]")
-    p.add_argument("--live", action="store_const", const="coingecko", dest="source",
-                   help="shorthand for --source coingecko")
+    p.add_argument(
+        "--source", choices=[s.value for s in SourceKind], help="where quotes come from [CW_SOURCE, default coingecko]"
+    )
+    p.add_argument(
+        "--live", action="store_const", const="coingecko", dest="source", help="shorthand for --source coingecko"
+    )
     p.add_argument("--coins", help="CoinGecko ids, comma separated [CW_COINS, default bitcoin,ethereum]")
     p.add_argument("--vs", dest="vs_currencies", help="vs-currencies, comma separated [CW_VS_CURRENCIES, default usd]")
-    p.add_argument("--interval", dest="poll_interval", help="time between polls, e.g. 60s [CW_POLL_INTERVAL, default 60s]")
-    p.add_argument("--plan", dest="coingecko_plan", choices=["public", "demo", "pro"],
-                   help="CoinGecko access plan [CW_COINGECKO_PLAN, default public]")
-    p.add_argument("--base-url", dest="coingecko_base_url", help="CoinGecko base URL [CW_COINGECKO_BASE_URL, default: the plan's]")
-    p.add_argument("--calls-per-minute", dest="coingecko_calls_per_minute", type=float,
-                   help="call budget [CW_COINGECKO_CALLS_PER_MINUTE, default: the plan's]")
-    p.add_argument("--bootstrap", dest="kafka_bootstrap", help="Kafka bootstrap servers [CW_KAFKA_BOOTSTRAP, default 127.0.0.1:9092]")
+    p.add_argument(
+        "--interval", dest="poll_interval", help="time between polls, e.g. 60s [CW_POLL_INTERVAL, default 60s]"
+    )
+    p.add_argument(
+        "--plan",
+        dest="coingecko_plan",
+        choices=["public", "demo", "pro"],
+        help="CoinGecko access plan [CW_COINGECKO_PLAN, default public]",
+    )
+    p.add_argument(
+        "--base-url", dest="coingecko_base_url", help="CoinGecko base URL [CW_COINGECKO_BASE_URL, default: the plan's]"
+    )
+    p.add_argument(
+        "--calls-per-minute",
+        dest="coingecko_calls_per_minute",
+        type=float,
+        help="call budget [CW_COINGECKO_CALLS_PER_MINUTE, default: the plan's]",
+    )
+    p.add_argument(
+        "--bootstrap",
+        dest="kafka_bootstrap",
+        help="Kafka bootstrap servers [CW_KAFKA_BOOTSTRAP, default 127.0.0.1:9092]",
+    )
     p.add_argument("--topic", dest="ticks_topic", help="ticks topic [CW_TICKS_TOPIC, default crypto.ticks]")
-    p.add_argument("--seed", dest="simulate_seed", type=int, help="simulated market seed [CW_SIMULATE_SEED, default 42]")
-    p.add_argument("--iterations", type=int, default=None, help="stop after this many polls (default: run until stopped)")
+    p.add_argument(
+        "--seed", dest="simulate_seed", type=int, help="simulated market seed [CW_SIMULATE_SEED, default 42]"
+    )
+    p.add_argument(
+        "--iterations", type=int, default=None, help="stop after this many polls (default: run until stopped)"
+    )
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR [CW_LOG_LEVEL, default INFO]")
     return p
 
@@ -58,14 +82,19 @@ def make_source(settings: ProducerSettings) -> tuple[QuoteSource, float]:
     """The configured source and the minimum gap between its calls (its rate budget)."""
     if settings.source is SourceKind.SIMULATE:
         return SimulatedMarket(
-            settings.coins, settings.vs_currencies, seed=settings.simulate_seed,
-            event_every_ms=settings.simulate_event_every, event_size_pct=settings.simulate_event_size_pct,
+            settings.coins,
+            settings.vs_currencies,
+            seed=settings.simulate_seed,
+            event_every_ms=settings.simulate_event_every,
+            event_size_pct=settings.simulate_event_size_pct,
             event_over_ms=settings.simulate_event_over,
         ), 0.0
     plan = PLANS[settings.coingecko_plan]
     try:
         client = CoinGeckoClient(
-            settings.coingecko_plan, settings.coingecko_api_key, settings.coingecko_base_url,
+            settings.coingecko_plan,
+            settings.coingecko_api_key,
+            settings.coingecko_base_url,
             timeout_s=settings.coingecko_timeout / 1000,
         )
     except ValueError as exc:
@@ -97,16 +126,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     poller = Poller(
-        source, publisher, settings.poll_interval / 1000, min_gap,
-        Backoff(max_s=settings.max_backoff / 1000), stop,
+        source,
+        publisher,
+        settings.poll_interval / 1000,
+        min_gap,
+        Backoff(max_s=settings.max_backoff / 1000),
+        stop,
     )
-    log.info("watching %s in %s from %s, every %.1fs -> %s",
-             ",".join(settings.coins), ",".join(settings.vs_currencies), settings.source.value,
-             poller.interval_s, settings.ticks_topic)
+    log.info(
+        "watching %s in %s from %s, every %.1fs -> %s",
+        ",".join(settings.coins),
+        ",".join(settings.vs_currencies),
+        settings.source.value,
+        poller.interval_s,
+        settings.ticks_topic,
+    )
     stats = poller.run(args.iterations)
     remaining = publisher.flush(30.0)
-    log.info("stopped: %d polls, %d failed, %d ticks published (%d delivered), %d unchanged, %d skipped",
-             stats.polls, stats.failures, stats.published, publisher.delivered, stats.unchanged, stats.skipped)
+    log.info(
+        "stopped: %d polls, %d failed, %d ticks published (%d delivered), %d unchanged, %d skipped",
+        stats.polls,
+        stats.failures,
+        stats.published,
+        publisher.delivered,
+        stats.unchanged,
+        stats.skipped,
+    )
     return 0 if remaining == 0 else 1
 
 

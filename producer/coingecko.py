@@ -50,9 +50,7 @@ MALFORMED = "malformed"
 class CoinGeckoError(Exception):
     """A call that produced no usable data; ``kind`` says why, ``retry_after`` is the server's wish."""
 
-    def __init__(
-        self, kind: str, message: str, status: int | None = None, retry_after: float | None = None
-    ) -> None:
+    def __init__(self, kind: str, message: str, status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.status = status
@@ -156,7 +154,7 @@ class CoinGeckoClient:
             raise CoinGeckoError(HTML, f"{path}: HTTP {status} but an HTML page instead of JSON", status)
         try:
             return json.loads(body)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise CoinGeckoError(
                 MALFORMED, f"{path}: malformed JSON ({exc.msg} at char {exc.pos} of {len(body)})", status
             ) from exc

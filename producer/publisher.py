@@ -63,8 +63,9 @@ class TickPublisher:
                 return
             self.delivered += 1
             if self._broker_down_since is not None:
-                log.info("Kafka is back after %.0fs; buffered ticks delivered",
-                         time.monotonic() - self._broker_down_since)
+                log.info(
+                    "Kafka is back after %.0fs; buffered ticks delivered", time.monotonic() - self._broker_down_since
+                )
                 self._broker_down_since = None
             if self._on_delivered is not None:
                 self._on_delivered(tick)

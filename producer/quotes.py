@@ -88,7 +88,9 @@ def parse_simple_price(
             continue
         updated_s = _number(updated)
         if updated_s is None or updated_s <= 0:
-            result.problems.append(Problem(BAD_VALUE, coin, None, f"field last_updated_at has bad value {updated!r:.60}"))
+            result.problems.append(
+                Problem(BAD_VALUE, coin, None, f"field last_updated_at has bad value {updated!r:.60}")
+            )
             continue
         for vs in vs_list:
             tick = _tick(result, entry, coin, vs, int(updated_s * 1000), fetch_time_ms, source, symbols)
@@ -115,13 +117,20 @@ def _tick(
         result.problems.append(Problem(BAD_VALUE, coin, vs, f"field {vs} (price) has bad value {entry[vs]!r:.60}"))
         return None
     optional: dict[str, float | None] = {}
-    for name, field in (("market_cap", f"{vs}_market_cap"), ("volume_24h", f"{vs}_24h_vol"),
-                        ("change_24h_pct", f"{vs}_24h_change")):
+    for name, field in (
+        ("market_cap", f"{vs}_market_cap"),
+        ("volume_24h", f"{vs}_24h_vol"),
+        ("change_24h_pct", f"{vs}_24h_change"),
+    ):
         raw = entry.get(field)
         number = _number(raw)
         # Optional figures: a bad one is dropped (logged by the caller), the price still counts.
         if raw is not None and (number is None or (name != "change_24h_pct" and number < 0)):
-            result.problems.append(Problem(BAD_VALUE, coin, vs, f"field {field} has bad value {raw!r:.60}; stored without it", skipped=False))
+            result.problems.append(
+                Problem(
+                    BAD_VALUE, coin, vs, f"field {field} has bad value {raw!r:.60}; stored without it", skipped=False
+                )
+            )
             number = None
         optional[name] = number
     try:

@@ -123,8 +123,11 @@ class Poller:
         # The call budget is a floor on the gap between polls, whatever interval the user asked.
         self.interval_s = max(interval_s, min_call_gap_s)
         if min_call_gap_s > interval_s:
-            log.warning("poll interval %.1fs is faster than the plan's call budget allows; polling every %.1fs",
-                        interval_s, min_call_gap_s)
+            log.warning(
+                "poll interval %.1fs is faster than the plan's call budget allows; polling every %.1fs",
+                interval_s,
+                min_call_gap_s,
+            )
         self.backoff = backoff or Backoff()
         self.stop = stop or threading.Event()
         self.last_seen = LastSeen()

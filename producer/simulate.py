@@ -18,8 +18,16 @@ from crypto_watcher.messages import Tick
 from producer.quotes import ParsedQuotes
 
 START_PRICES_USD = {
-    "bitcoin": 60_000.0, "ethereum": 3_000.0, "solana": 150.0, "ripple": 0.6, "cardano": 0.45,
-    "dogecoin": 0.15, "tether": 1.0, "binancecoin": 550.0, "polkadot": 7.0, "litecoin": 80.0,
+    "bitcoin": 60_000.0,
+    "ethereum": 3_000.0,
+    "solana": 150.0,
+    "ripple": 0.6,
+    "cardano": 0.45,
+    "dogecoin": 0.15,
+    "tether": 1.0,
+    "binancecoin": 550.0,
+    "polkadot": 7.0,
+    "litecoin": 80.0,
 }
 VS_RATES = {"usd": 1.0, "eur": 0.92, "gbp": 0.79, "jpy": 150.0, "chf": 0.88, "btc": 1 / 60_000.0}
 VOLATILITY_PER_SQRT_MINUTE = 0.001  # 0.1 %: calm enough that only scheduled events cross 5 %.
@@ -82,8 +90,15 @@ class SimulatedMarket:
             usd = _start_price(coin) * math.exp(self._log_walk[coin]) * self._event_factor(coin, now_ms)
             for vs in self.vs_currencies:
                 price = usd * VS_RATES.get(vs, 1.0)
-                ticks.append(Tick(
-                    coin=coin, vs=vs, price=round(price, 10), source="simulate",
-                    market_cap=round(price * 19_000_000, 2), event_time=now_ms, fetch_time=now_ms,
-                ))
+                ticks.append(
+                    Tick(
+                        coin=coin,
+                        vs=vs,
+                        price=round(price, 10),
+                        source="simulate",
+                        market_cap=round(price * 19_000_000, 2),
+                        event_time=now_ms,
+                        fetch_time=now_ms,
+                    )
+                )
         return ParsedQuotes(ticks, [])

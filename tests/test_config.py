@@ -13,7 +13,11 @@ def test_defaults() -> None:
     assert (s.window_ms, s.cooldown, s.grace, s.drop_pct) == ([900_000], 900_000, 60_000, 5.0)
     p = load_settings(ProducerSettings)
     assert (p.coins, p.vs_currencies, p.poll_interval, p.coingecko_plan.value) == (
-        ["bitcoin", "ethereum"], ["usd"], 60_000, "public")
+        ["bitcoin", "ethereum"],
+        ["usd"],
+        60_000,
+        "public",
+    )
 
 
 def test_environment_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,8 +37,18 @@ def test_errors_name_env_var_and_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "--windows (command line) = '15m,forever'" in text and "got 'forever'" in text
 
 
-@pytest.mark.parametrize(("text", "ms"), [("15m", 900_000), ("1h", 3_600_000), ("90s", 90_000), ("2", 2_000),
-                                          ("1.5s", 1_500), ("250ms", 250), ("1d", 86_400_000)])
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("15m", 900_000),
+        ("1h", 3_600_000),
+        ("90s", 90_000),
+        ("2", 2_000),
+        ("1.5s", 1_500),
+        ("250ms", 250),
+        ("1d", 86_400_000),
+    ],
+)
 def test_durations(text: str, ms: int) -> None:
     assert parse_duration_ms(text) == ms
 

@@ -53,8 +53,13 @@ def test_tick_rejects_bad_values_naming_field_and_value(field: str, value: objec
     assert str(info.value).startswith("invalid tick: ")
 
 
-@pytest.mark.parametrize("raw", [b'{"coin":"bitcoin","vs":"usd","price":NaN,"source":"test","event_time":1700000000000}',
-                                 b'{"coin":"bitcoin","vs":"usd","price":Infinity,"source":"test","event_time":1700000000000}'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"coin":"bitcoin","vs":"usd","price":NaN,"source":"test","event_time":1700000000000}',
+        b'{"coin":"bitcoin","vs":"usd","price":Infinity,"source":"test","event_time":1700000000000}',
+    ],
+)
 def test_tick_rejects_non_finite_prices(raw: bytes) -> None:
     with pytest.raises(MessageError, match="price: Input should be a finite number"):
         Tick.from_json(raw)
@@ -69,9 +74,18 @@ def test_tick_rejects_garbage_and_missing_fields() -> None:
 
 def alert(**overrides: object) -> Alert:
     fields: dict[str, object] = {
-        "id": Alert.make_id("bitcoin", "usd", "drop", "drop", "15m", T0), "coin": "bitcoin", "vs": "usd",
-        "kind": "drop", "rule": "drop", "window": "15m", "window_ms": 900_000, "change_pct": -6.5,
-        "price": 46_750.0, "reference_price": 50_000.0, "threshold_pct": 5.0, "event_time": T0,
+        "id": Alert.make_id("bitcoin", "usd", "drop", "drop", "15m", T0),
+        "coin": "bitcoin",
+        "vs": "usd",
+        "kind": "drop",
+        "rule": "drop",
+        "window": "15m",
+        "window_ms": 900_000,
+        "change_pct": -6.5,
+        "price": 46_750.0,
+        "reference_price": 50_000.0,
+        "threshold_pct": 5.0,
+        "event_time": T0,
         "message": "bitcoin fell 6.50% within 15m",
     }
     fields.update(overrides)

@@ -21,7 +21,9 @@ def test_garbage_and_invalid_ticks_go_to_dlq_and_good_ones_are_stored(
 ) -> None:
     ensure_topic(services.kafka_bootstrap, topics["ticks"], 1)
     producer = Producer({"bootstrap.servers": services.kafka_bootstrap})
-    good = [Tick(coin="bitcoin", vs="usd", price=100.0 + i, source="test", event_time=T0 + i * 60_000) for i in range(3)]
+    good = [
+        Tick(coin="bitcoin", vs="usd", price=100.0 + i, source="test", event_time=T0 + i * 60_000) for i in range(3)
+    ]
     sent: list[tuple[bytes, bytes]] = [
         (b"bitcoin:usd", good[0].to_json()),
         (b"bitcoin:usd", b"\x00\x01 garbage \xff"),
@@ -51,15 +53,20 @@ def test_garbage_and_invalid_ticks_go_to_dlq_and_good_ones_are_stored(
     assert pipeline.dead_letters.count == 3
 
     rows = influx.query(influx_db, "SELECT price FROM price GROUP BY coin")
-    assert sorted((r["coin"], r["price"]) for r in rows) == [("bitcoin", 100.0), ("bitcoin", 101.0),
-                                                            ("bitcoin", 102.0), ("ethereum", 102.0)]
+    assert sorted((r["coin"], r["price"]) for r in rows) == [
+        ("bitcoin", 100.0),
+        ("bitcoin", 101.0),
+        ("bitcoin", 102.0),
+        ("ethereum", 102.0),
+    ]
 
 
 def _dlq_headers(services: Services, topic: str) -> list[dict[str, str]]:
     from confluent_kafka import Consumer
 
-    consumer = Consumer({"bootstrap.servers": services.kafka_bootstrap, "group.id": topic + "-h",
-                         "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {"bootstrap.servers": services.kafka_bootstrap, "group.id": topic + "-h", "auto.offset.reset": "earliest"}
+    )
     consumer.subscribe([topic])
     out: list[dict[str, str]] = []
     try:

@@ -16,7 +16,13 @@ NOW = 1_700_000_100_000
 
 
 def entry(price: Any = 50000.0, updated: Any = 1_700_000_000, **extra: Any) -> dict[str, Any]:
-    data = {"usd": price, "usd_market_cap": 1e12, "usd_24h_vol": 3e10, "usd_24h_change": -1.5, "last_updated_at": updated}
+    data = {
+        "usd": price,
+        "usd_market_cap": 1e12,
+        "usd_24h_vol": 3e10,
+        "usd_24h_change": -1.5,
+        "last_updated_at": updated,
+    }
     data.update(extra)
     return data
 
@@ -25,14 +31,21 @@ def test_good_response_becomes_ticks_with_event_time_in_ms() -> None:
     parsed = parse_simple_price({"bitcoin": entry(), "ethereum": entry(3000.0)}, ["bitcoin", "ethereum"], ["usd"], NOW)
     assert parsed.problems == []
     assert [(t.key, t.price, t.event_time, t.fetch_time) for t in parsed.ticks] == [
-        ("bitcoin:usd", 50000.0, 1_700_000_000_000, NOW), ("ethereum:usd", 3000.0, 1_700_000_000_000, NOW)]
+        ("bitcoin:usd", 50000.0, 1_700_000_000_000, NOW),
+        ("ethereum:usd", 3000.0, 1_700_000_000_000, NOW),
+    ]
     assert parsed.ticks[0].market_cap == 1e12 and parsed.ticks[0].change_24h_pct == -1.5
 
 
 def test_bad_values_are_skipped_naming_coin_field_and_value() -> None:
     payload = {
-        "bitcoin": entry(None), "ethereum": entry(-3.0), "solana": entry("abc"), "ripple": entry(1e400),
-        "cardano": {"last_updated_at": 1_700_000_000}, "dogecoin": entry(updated=None), "tether": entry(1.0),
+        "bitcoin": entry(None),
+        "ethereum": entry(-3.0),
+        "solana": entry("abc"),
+        "ripple": entry(1e400),
+        "cardano": {"last_updated_at": 1_700_000_000},
+        "dogecoin": entry(updated=None),
+        "tether": entry(1.0),
     }
     coins = [*payload, "nosuchcoin"]
     parsed = parse_simple_price(payload, coins, ["usd"], NOW)
@@ -58,14 +71,21 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=5),
     max_leaves=20,
 )
-coin_entries = st.fixed_dictionaries({}, optional={
-    "usd": json_values | st.floats(), "eur": json_values, "usd_market_cap": json_values,
-    "last_updated_at": json_values | st.integers(min_value=1_230_940_800, max_value=4_102_444_799),
-})
+coin_entries = st.fixed_dictionaries(
+    {},
+    optional={
+        "usd": json_values | st.floats(),
+        "eur": json_values,
+        "usd_market_cap": json_values,
+        "last_updated_at": json_values | st.integers(min_value=1_230_940_800, max_value=4_102_444_799),
+    },
+)
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.one_of(json_values, st.dictionaries(st.sampled_from(["bitcoin", "ethereum", "x"]), coin_entries | json_values)))
+@given(
+    st.one_of(json_values, st.dictionaries(st.sampled_from(["bitcoin", "ethereum", "x"]), coin_entries | json_values))
+)
 def test_any_json_gives_valid_ticks_or_problems(payload: Any) -> None:
     coins, vs = ["bitcoin", "ethereum"], ["usd", "eur"]
     parsed = parse_simple_price(payload, coins, vs, NOW)

@@ -68,8 +68,12 @@ def test_no_refire_after_cooldown_until_rearmed() -> None:
 def test_state_is_per_rule_and_window() -> None:
     state = DictState()
     evaluate(change(T0, 100, 94, 100, 94), [DROP], state)
-    other_window = window_change({"start": 0, "end": T0, "first": 100, "last": 94, "high": 100, "low": 94,
-                                  "ticks": 3}, "bitcoin:usd", "5m", 5 * MIN)
+    other_window = window_change(
+        {"start": 0, "end": T0, "first": 100, "last": 94, "high": 100, "low": 94, "ticks": 3},
+        "bitcoin:usd",
+        "5m",
+        5 * MIN,
+    )
     assert len(evaluate(other_window, [DROP], state)) == 1
 
 

@@ -9,8 +9,15 @@ START = 1_700_000_000.0
 
 def run(seed: int, polls: int, step_s: float = 10.0) -> list[list[float]]:
     now = [START]
-    market = SimulatedMarket(["bitcoin", "ethereum"], ["usd"], seed=seed, event_every_ms=180_000,
-                             event_size_pct=8.0, event_over_ms=60_000, clock=lambda: now[0])
+    market = SimulatedMarket(
+        ["bitcoin", "ethereum"],
+        ["usd"],
+        seed=seed,
+        event_every_ms=180_000,
+        event_size_pct=8.0,
+        event_over_ms=60_000,
+        clock=lambda: now[0],
+    )
     out = []
     for _ in range(polls):
         now[0] += step_s

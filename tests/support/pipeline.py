@@ -12,13 +12,18 @@ from producer.publisher import TickPublisher
 from tests.support.services import Services, unique
 
 
-def processor_settings(services: Services, topics: dict[str, str], influx_db: str, state_dir: Path,
-                       **overrides: Any) -> ProcessorSettings:
+def processor_settings(
+    services: Services, topics: dict[str, str], influx_db: str, state_dir: Path, **overrides: Any
+) -> ProcessorSettings:
     values: dict[str, Any] = {
         "kafka_bootstrap": services.kafka_bootstrap,
-        "ticks_topic": topics["ticks"], "alerts_topic": topics["alerts"], "dlq_topic": topics["dlq"],
-        "consumer_group": unique("processor"), "state_dir": str(state_dir),
-        "influx_url": services.influx_url, "influx_db": influx_db,
+        "ticks_topic": topics["ticks"],
+        "alerts_topic": topics["alerts"],
+        "dlq_topic": topics["dlq"],
+        "consumer_group": unique("processor"),
+        "state_dir": str(state_dir),
+        "influx_url": services.influx_url,
+        "influx_db": influx_db,
         "commit_interval": 1000,
     }
     values.update(overrides)

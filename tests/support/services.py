@@ -98,8 +98,14 @@ class Influx:
 
 def read_topic(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list[tuple[str | None, bytes | None, int]]:
     """Every message currently in ``topic`` (all partitions), as (key, value, timestamp)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("reader"),
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique("reader"),
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     try:
         deadline = time.monotonic() + timeout_s
         metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
