@@ -1,0 +1,1 @@
+"""Crypto Watcher notifier: delivers alerts from crypto.alerts to people."""
