@@ -160,8 +160,13 @@ class ProcessorSettings(KafkaSettings, InfluxSettings):
     """Folder of the processor's local window state (RocksDB; rebuilt from changelogs if lost)."""
     commit_interval: Annotated[int, Field(gt=0)] = 5_000
     """Checkpoint interval: InfluxDB writes and offset commits happen this often."""
-    windows: CommaList = Field(default_factory=lambda: ["15m"])
+    rules_file: str | None = None
+    """Alert rules YAML (defaults + per-coin overrides; see README). When set, its windows, candle
+    interval, grace, cooldown and thresholds replace the five settings below."""
+    windows: CommaList = Field(default_factory=lambda: ["5m", "15m", "1h"])
     """Windows the percent change is computed over; the drop/spike rules apply to each."""
+    candle_interval: Annotated[int, Field(gt=0)] = 60_000
+    """Candle length; volatility, crossover and RSI signals work on closed candles."""
     grace: Annotated[int, Field(ge=0)] = 60_000
     """How late (event time) a tick may arrive and still update its windows."""
     drop_pct: Annotated[float, Field(gt=0, lt=100)] = 5.0
@@ -172,7 +177,9 @@ class ProcessorSettings(KafkaSettings, InfluxSettings):
     """After an alert, the same pair, rule and window stays quiet this long (event time)."""
 
     _lists = field_validator("windows", mode="before")(_split_commas)
-    _durations = field_validator("grace", "cooldown", "commit_interval", mode="before")(_duration)
+    _durations = field_validator("grace", "cooldown", "commit_interval", "candle_interval", mode="before")(
+        _duration
+    )
 
     @field_validator("windows")
     @classmethod

@@ -100,7 +100,7 @@ class Tick(_Message):
         return cls.from_json(fields)
 
 
-AlertKind = Literal["drop", "spike"]
+AlertKind = Literal["drop", "spike", "volatility", "buy_hint", "sell_hint"]
 Severity = Literal["info", "warning", "critical"]
 
 
@@ -123,7 +123,10 @@ class Alert(_Message):
     change_pct: float
     price: Annotated[float, Field(gt=0)]
     reference_price: Annotated[float, Field(gt=0)]
-    threshold_pct: Annotated[float, Field(gt=0)]
+    threshold_pct: Annotated[float, Field(gt=0)] | None = None
+    """The rule's threshold: percent for drop/spike, z for volatility, RSI level for rsi."""
+    indicator: float | None = None
+    """The indicator value that fired (z-score, RSI, fast-slow average gap in %), when there is one."""
     event_time: EpochMs
     severity: Severity = "warning"
     message: Annotated[str, StringConstraints(min_length=1, max_length=500)]

@@ -1,9 +1,16 @@
-"""The processor's stream: ticks -> prices, per-window changes and alerts -> InfluxDB and crypto.alerts.
+"""The processor's stream: ticks -> prices, candles, per-window changes and alerts.
 
 Declared as a Quix Streams dataframe so windows, state, changelogs, checkpoints and backpressure
-are Quix's, not ours. Each configured window is one sliding window per ``<coin>:<vs>`` key (event
-time, with a grace period for late ticks); each emission is one change record, which the rules
-turn into alerts with cooldown and re-arm kept in Quix state.
+are Quix's, not ours:
+
+    ticks ─┬─ price point ──────────────────────────────────────────────► InfluxDB
+           ├─ sliding window per configured window ─► change ─┬─────────► InfluxDB
+           │                                                  └─ move rules ─┐
+           ├─ tumbling candle (current) ─────────────────────────────────────► InfluxDB
+           └─ tumbling candle (final) ─► volatility / crossover / RSI rules ─┴► alerts ► InfluxDB, crypto.alerts
+
+Every window is per ``<coin>:<vs>`` key and in event time with a grace period for late ticks;
+rule state (cooldown, re-arm, indicator history) is Quix state, changelogged to Kafka.
 """
 
 from __future__ import annotations
@@ -17,7 +24,6 @@ from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.dataframe.windows import Count, Earliest, Latest, Max, Min
 from quixstreams.models import TopicConfig
 from quixstreams.models.serializers import Deserializer
-from quixstreams.sinks import BatchingSink
 
 from crypto_watcher.config import ProcessorSettings
 from crypto_watcher.durations import format_duration
@@ -25,8 +31,9 @@ from crypto_watcher.kafka import WEEK_MS
 from crypto_watcher.messages import Alert, MessageError, Tick
 from processor.dlq import DeadLetters
 from processor.influx import InfluxSink, make_writer
-from processor.points import alert_line, change_line, tick_line
-from processor.signals import MoveRule, evaluate, window_change
+from processor.points import alert_line, candle_line, change_line, tick_line
+from processor.rules import RuleSet, load_rules
+from processor.signals import MoveRule, candle_record, evaluate, evaluate_candle, move_rules, window_change
 
 log = logging.getLogger(__name__)
 
@@ -53,24 +60,35 @@ def check_key(value: dict[str, Any], key: Any, timestamp: int, headers: Any) -> 
     return value
 
 
-def default_rules(settings: ProcessorSettings) -> list[MoveRule]:
-    return [
-        MoveRule("drop", "drop", settings.drop_pct, settings.cooldown),
-        MoveRule("spike", "spike", settings.spike_pct, settings.cooldown),
-    ]
+def ruleset_from(settings: ProcessorSettings) -> RuleSet:
+    """The rules file when one is configured, else rules built from the CW_* settings."""
+    if settings.rules_file:
+        return load_rules(settings.rules_file)
+    return RuleSet.defaults(
+        windows=settings.windows,
+        candle_interval=settings.candle_interval,
+        grace=settings.grace,
+        cooldown=settings.cooldown,
+        rules={"drop": {"threshold_pct": settings.drop_pct}, "spike": {"threshold_pct": settings.spike_pct}},
+    )
 
 
 @dataclass
 class Pipeline:
     app: Application
-    sdf: StreamingDataFrame
-    sink: BatchingSink
+    sink: InfluxSink
     dead_letters: DeadLetters
+    ruleset: RuleSet
 
 
 def build_pipeline(
-    settings: ProcessorSettings, sink: InfluxSink | None = None, rules: list[MoveRule] | None = None
+    settings: ProcessorSettings,
+    sink: InfluxSink | None = None,
+    ruleset: RuleSet | None = None,
+    alert_filter: Any = None,
 ) -> Pipeline:
+    """Wire the stream. ``alert_filter`` (value -> bool) lets replay keep only its time range."""
+    ruleset = ruleset or ruleset_from(settings)
     dead = DeadLetters(settings.kafka_bootstrap, settings.dlq_topic, settings.consumer_group)
     app = Application(
         broker_address=settings.kafka_bootstrap,
@@ -82,52 +100,79 @@ def build_pipeline(
         on_consumer_error=dead.on_consumer_error,
         on_processing_error=dead.on_processing_error,
     )
-    retention = TopicConfig(
-        num_partitions=settings.ticks_partitions, replication_factor=1, extra_config={"retention.ms": str(4 * WEEK_MS)}
-    )
+    keep = {"retention.ms": str(4 * WEEK_MS)}
     ticks = app.topic(
         settings.ticks_topic,
         key_deserializer="str",
         value_deserializer=TickDeserializer(),
         timestamp_extractor=tick_event_time,
-        config=retention,
+        config=TopicConfig(num_partitions=settings.ticks_partitions, replication_factor=1, extra_config=keep),
     )
     alerts_topic = app.topic(
         settings.alerts_topic,
         key_serializer="str",
         value_serializer="bytes",
-        config=TopicConfig(num_partitions=1, replication_factor=1, extra_config={"retention.ms": str(4 * WEEK_MS)}),
+        config=TopicConfig(num_partitions=1, replication_factor=1, extra_config=keep),
     )
-    app.topic(settings.dlq_topic, config=TopicConfig(num_partitions=1, replication_factor=1))
+    app.topic(settings.dlq_topic, config=TopicConfig(num_partitions=1, replication_factor=1, extra_config=keep))
     sink = sink or InfluxSink(make_writer(settings))
-    rules = rules if rules is not None else default_rules(settings)
+    keep_output = alert_filter or (lambda value: True)
+    rules_cache: dict[str, list[MoveRule]] = {}
+
+    def rules_for(coin: str) -> list[MoveRule]:
+        if coin not in rules_cache:
+            rules_cache[coin] = move_rules(ruleset, coin)
+        return rules_cache[coin]
 
     sdf = app.dataframe(ticks)
     sdf = sdf.apply(check_key, metadata=True)
-    sdf.apply(lambda tick: tick_line(Tick.model_construct(**tick))).sink(sink)
+    sdf.filter(keep_output).apply(lambda tick: tick_line(Tick.model_construct(**tick))).sink(sink)
 
-    for window_ms in settings.window_ms:
+    alert_streams: list[StreamingDataFrame] = []
+    for window_ms in ruleset.window_ms:
         label = format_duration(window_ms)
 
-        def to_change(
-            agg: dict[str, Any], key: Any, timestamp: int, headers: Any, label: str = label, window_ms: int = window_ms
-        ) -> dict[str, Any]:
-            return window_change(agg, key, label, window_ms)
-
-        def detect(change: dict[str, Any], state: Any) -> list[Alert]:
-            return evaluate(change, rules, state)
+        def to_change(agg: dict[str, Any], key: Any, _ts: int, _h: Any, label: str = label, ms: int = window_ms) -> Any:
+            return window_change(agg, key, label, ms)
 
         changes = (
-            sdf.sliding_window(duration_ms=window_ms, grace_ms=settings.grace, name=f"move_{label}")
+            sdf.sliding_window(duration_ms=window_ms, grace_ms=ruleset.grace, name=f"move_{label}")
             .agg(first=Earliest("price"), last=Latest("price"), high=Max("price"), low=Min("price"), ticks=Count())
             .current()
             .apply(to_change, metadata=True)
         )
-        changes.apply(change_line).sink(sink)
-        alerts = changes.apply(detect, stateful=True, expand=True)
+        changes.filter(lambda c: keep_output({"event_time": c["end"]})).apply(change_line).sink(sink)
+        alert_streams.append(
+            changes.apply(
+                lambda change, state: evaluate(change, rules_for(change["coin"]), state), stateful=True, expand=True
+            )
+        )
+
+    interval = ruleset.candle_interval
+
+    def candles(name: str) -> Any:
+        return sdf.tumbling_window(duration_ms=interval, grace_ms=ruleset.grace, name=name).agg(
+            open=Earliest("price"), high=Max("price"), low=Min("price"), close=Latest("price"), ticks=Count()
+        )
+
+    def to_candle(agg: dict[str, Any], key: Any, _ts: int, _h: Any) -> Any:
+        return candle_record(agg, key, interval)
+
+    live_candles = candles("candle").current().apply(to_candle, metadata=True)
+    live_candles.filter(lambda c: keep_output({"event_time": c["start"]})).apply(candle_line).sink(sink)
+
+    def on_closed(candle: dict[str, Any], state: Any) -> list[Alert]:
+        coin = candle["coin"]
+        return evaluate_candle(candle, ruleset.for_coin(coin), ruleset.cooldown(coin, None), state)
+
+    closed = candles("candle_closed").final().apply(to_candle, metadata=True)
+    alert_streams.append(closed.apply(on_closed, stateful=True, expand=True))
+
+    for alerts in alert_streams:
+        alerts = alerts.filter(lambda a: keep_output({"event_time": a.event_time}))
         alerts.apply(alert_line).sink(sink)
         alerts.apply(_log_alert).apply(lambda alert: alert.to_json()).to_topic(alerts_topic)
-    return Pipeline(app, sdf, sink, dead)
+    return Pipeline(app, sink, dead, ruleset)
 
 
 def _log_alert(alert: Alert) -> Alert:

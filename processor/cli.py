@@ -8,8 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from crypto_watcher.config import ConfigError, ProcessorSettings, load_settings
+from crypto_watcher.durations import format_duration
 from crypto_watcher.logs import setup_logging
 from processor.app import build_pipeline
+from processor.rules import RulesError
 
 log = logging.getLogger("processor")
 
@@ -40,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ticks-topic", dest="ticks_topic", help="input topic [CW_TICKS_TOPIC, default crypto.ticks]")
     p.add_argument("--alerts-topic", dest="alerts_topic", help="alerts topic [CW_ALERTS_TOPIC, default crypto.alerts]")
-    p.add_argument("--windows", help="windows for percent change, e.g. 5m,15m,1h [CW_WINDOWS, default 15m]")
+    p.add_argument("--rules", dest="rules_file", help="alert rules YAML file [CW_RULES_FILE, default: none]")
+    p.add_argument("--windows", help="windows for percent change [CW_WINDOWS, default 5m,15m,1h]")
+    p.add_argument("--candle-interval", dest="candle_interval", help="candle length [CW_CANDLE_INTERVAL, default 1m]")
     p.add_argument("--drop-pct", dest="drop_pct", type=float, help="drop threshold in %% [CW_DROP_PCT, default 5]")
     p.add_argument("--spike-pct", dest="spike_pct", type=float, help="spike threshold in %% [CW_SPIKE_PCT, default 5]")
     p.add_argument("--cooldown", help="quiet time after an alert, e.g. 15m [CW_COOLDOWN, default 15m]")
@@ -75,16 +79,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"crypto-processor: {exc}", file=sys.stderr)
         return 2
+    except RulesError as exc:
+        print(f"crypto-processor: {exc}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"crypto-processor: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    rules = pipeline.ruleset
     log.info(
-        "windows %s, drop %.2f%%, spike %.2f%%, cooldown %ds -> %s",
-        ",".join(settings.windows),
-        settings.drop_pct,
-        settings.spike_pct,
-        settings.cooldown // 1000,
-        pipeline.sink,
+        "rules from %s: windows %s, candles %s -> %s",
+        rules.source,
+        ",".join(rules.windows),
+        format_duration(rules.candle_interval),
+        pipeline.sink.writer.description,
     )
     pipeline.app.run(timeout=args.stop_when_idle, collect=False)
     return 0

@@ -3,8 +3,9 @@
 Measurements (database/bucket ``crypto``; docs/schema.md explains each):
   price   tags coin, vs, source   fields price, market_cap, volume_24h, change_24h_pct
   change  tags coin, vs, window   fields change_pct, drawdown_pct, runup_pct, first, last, high, low, ticks
+  candle  tags coin, vs, interval  fields open, high, low, close, ticks  (time: candle start)
   alert   tags coin, vs, kind, rule, window, severity
-          fields id, message (strings), change_pct, price, reference_price, threshold_pct
+          fields id, message (strings), change_pct, price, reference_price, threshold_pct, indicator
 
 A point's identity is measurement + tag set + timestamp, so re-writing the same tick, window or
 alert (a replay, or a batch retried after a crash) overwrites the same point instead of adding one.
@@ -24,6 +25,7 @@ from crypto_watcher.messages import Alert, Tick
 
 PRICE = "price"
 CHANGE = "change"
+CANDLE = "candle"
 ALERT = "alert"
 
 
@@ -63,6 +65,16 @@ def change_line(change: Mapping[str, Any]) -> str:
     )
 
 
+def candle_line(candle: Mapping[str, Any]) -> str:
+    """A candle from :func:`processor.signals.candle_record`; rewritten in place as it fills up."""
+    return _line(
+        CANDLE,
+        {"coin": candle["coin"], "vs": candle["vs"], "interval": candle["interval"]},
+        {k: candle[k] for k in ("open", "high", "low", "close", "ticks")},
+        candle["start"],
+    )
+
+
 def alert_line(alert: Alert) -> str:
     return _line(
         ALERT,
@@ -81,6 +93,7 @@ def alert_line(alert: Alert) -> str:
             "price": alert.price,
             "reference_price": alert.reference_price,
             "threshold_pct": alert.threshold_pct,
+            "indicator": alert.indicator,
         },
         alert.event_time,
     )

@@ -1,16 +1,26 @@
-"""From a window's aggregate to a percent change, and from a change to an alert: pure functions.
+"""From window aggregates to changes, candles and alerts: pure functions over values and state.
 
-The Quix pipeline calls these with values and a state object; tests call them directly. Nothing
-here reads a clock: every decision uses event time, so a replay decides exactly as the live run.
+The Quix pipeline calls these with values and a per-key state object; tests call them directly
+with ``DictState``. Nothing here reads a clock: every decision uses event time, so a replay decides
+exactly as the live run did.
+
+Two families of signal:
+- *move* rules (drop, spike) on every sliding-window emission: how far the newest price is from the
+  window's high (drop) or low (spike);
+- *candle* rules on each closed candle: volatility (z-score of the candle's return against the
+  previous ``baseline`` returns), crossover of fast and slow moving averages of closes, and RSI.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from crypto_watcher.messages import Alert, pct_change
+from crypto_watcher.durations import format_duration
+from crypto_watcher.messages import Alert, AlertKind, pct_change
+from processor.rules import CrossoverSettings, RsiSettings, RuleConfig, RuleSet, VolatilitySettings
 
 
 class StateLike(Protocol):
@@ -33,11 +43,12 @@ class DictState:
 
 @dataclass(frozen=True)
 class MoveRule:
-    """Alert when a pair moves ``threshold_pct`` within ``window`` from the window's extreme.
+    """Alert when a pair moves ``threshold_pct`` within a window from the window's extreme.
 
     A drop is measured from the window's high to the newest price (a fall that follows a rise
-    inside the window still counts); a spike from the window's low. After firing, the rule waits
-    ``cooldown_ms`` of event time and until the move has eased below ``rearm_ratio`` x threshold
+    inside the window still counts); a spike from the window's low. After firing, the rule is quiet
+    for ``cooldown_ms`` of event time *across all windows* (one crash is one alert, not one per
+    window) and until the move has eased below ``rearm_ratio`` x threshold in the window that fired
     (hysteresis), so a price hovering at the threshold cannot fire again and again.
     """
 
@@ -46,6 +57,27 @@ class MoveRule:
     threshold_pct: float
     cooldown_ms: int
     rearm_ratio: float = 0.5
+    windows: frozenset[str] | None = None
+
+
+def move_rules(ruleset: RuleSet, coin: str) -> list[MoveRule]:
+    config = ruleset.for_coin(coin)
+    out = []
+    for kind in ("drop", "spike"):
+        settings = getattr(config, kind)
+        if settings is None:
+            continue
+        out.append(
+            MoveRule(
+                name=kind,
+                kind=kind,
+                threshold_pct=settings.threshold_pct,
+                cooldown_ms=ruleset.cooldown(coin, settings.cooldown),
+                rearm_ratio=settings.rearm_ratio,
+                windows=frozenset(settings.windows) if settings.windows else None,
+            )
+        )
+    return out
 
 
 def window_change(agg: Mapping[str, Any], key: str, window: str, window_ms: int) -> dict[str, Any]:
@@ -70,21 +102,53 @@ def window_change(agg: Mapping[str, Any], key: str, window: str, window_ms: int)
     }
 
 
-def _describe(change: Mapping[str, Any], kind: str, move: float, reference: float) -> str:
-    verb = "fell" if kind == "drop" else "rose"
-    where = "high" if kind == "drop" else "low"
-    vs = change["vs"].upper()
-    return (
-        f"{change['coin']} {verb} {abs(move):.2f}% within {change['window']}: "
-        f"{change['last']:,.8g} {vs}, from the window {where} of {reference:,.8g} {vs}"
+def _money(value: float, vs: str) -> str:
+    return f"{value:,.8g} {vs.upper()}"
+
+
+def _alert(
+    coin: str,
+    vs: str,
+    rule: str,
+    kind: AlertKind,
+    window: str,
+    window_ms: int,
+    event_time: int,
+    change_pct: float,
+    price: float,
+    reference: float,
+    threshold: float | None,
+    message: str,
+    severity: Literal["info", "warning", "critical"],
+    indicator: float | None = None,
+) -> Alert:
+    return Alert(
+        id=Alert.make_id(coin, vs, rule, kind, window, event_time),
+        coin=coin,
+        vs=vs,
+        kind=kind,
+        rule=rule,
+        window=window,
+        window_ms=window_ms,
+        change_pct=change_pct,
+        price=price,
+        reference_price=reference,
+        threshold_pct=threshold,
+        indicator=indicator,
+        event_time=event_time,
+        severity=severity,
+        message=message,
     )
 
 
 def evaluate(change: Mapping[str, Any], rules: list[MoveRule], state: StateLike) -> list[Alert]:
-    """Alerts this change triggers; ``state`` (per key) remembers cooldowns and re-arm flags."""
+    """Move alerts this window change triggers; ``state`` (per key) keeps cooldowns and re-arm flags."""
     alerts = []
     end = int(change["end"])
+    window = change["window"]
     for rule in rules:
+        if rule.windows is not None and window not in rule.windows:
+            continue
         if rule.kind == "drop":
             move, reference = change["drawdown_pct"], change["high"]
             crossed = move <= -rule.threshold_pct
@@ -93,35 +157,221 @@ def evaluate(change: Mapping[str, Any], rules: list[MoveRule], state: StateLike)
             move, reference = change["runup_pct"], change["low"]
             crossed = move >= rule.threshold_pct
             eased = move < rule.threshold_pct * rule.rearm_ratio
-        slot = f"{rule.name}:{change['window']}"
-        last_fired = state.get(f"fired:{slot}")
-        disarmed = state.get(f"disarmed:{slot}", False)
-        if disarmed and eased:
-            state.set(f"disarmed:{slot}", False)
-            disarmed = False
-        if not crossed or disarmed:
+        disarmed_by = state.get(f"disarmed:{rule.name}")
+        if disarmed_by == window and eased:
+            state.set(f"disarmed:{rule.name}", None)
+            disarmed_by = None
+        if not crossed or disarmed_by is not None:
             continue
+        last_fired = state.get(f"fired:{rule.name}")
         if last_fired is not None and end - int(last_fired) < rule.cooldown_ms:
             continue
-        state.set(f"fired:{slot}", end)
-        state.set(f"disarmed:{slot}", True)
-        severity: Literal["warning", "critical"] = "critical" if abs(move) >= 2 * rule.threshold_pct else "warning"
+        state.set(f"fired:{rule.name}", end)
+        state.set(f"disarmed:{rule.name}", window)
+        verb, where = ("fell", "high") if rule.kind == "drop" else ("rose", "low")
+        vs = change["vs"]
         alerts.append(
-            Alert(
-                id=Alert.make_id(change["coin"], change["vs"], rule.name, rule.kind, change["window"], end),
-                coin=change["coin"],
-                vs=change["vs"],
-                kind=rule.kind,
-                rule=rule.name,
-                window=change["window"],
-                window_ms=change["window_ms"],
-                change_pct=move,
-                price=change["last"],
-                reference_price=reference,
-                threshold_pct=rule.threshold_pct,
-                event_time=end,
-                severity=severity,
-                message=_describe(change, rule.kind, move, reference),
+            _alert(
+                change["coin"],
+                vs,
+                rule.name,
+                rule.kind,
+                window,
+                change["window_ms"],
+                end,
+                move,
+                change["last"],
+                reference,
+                rule.threshold_pct,
+                f"{change['coin']} {verb} {abs(move):.2f}% within {window}: {_money(change['last'], vs)}, "
+                f"from the window {where} of {_money(reference, vs)}",
+                "critical" if abs(move) >= 2 * rule.threshold_pct else "warning",
             )
         )
     return alerts
+
+
+def candle_record(agg: Mapping[str, Any], key: str, interval_ms: int) -> dict[str, Any]:
+    coin, _, vs = key.partition(":")
+    return {
+        "coin": coin,
+        "vs": vs,
+        "interval": format_duration(interval_ms),
+        "interval_ms": interval_ms,
+        "start": agg["start"],
+        "end": agg["end"],
+        "open": agg["open"],
+        "high": agg["high"],
+        "low": agg["low"],
+        "close": agg["close"],
+        "ticks": agg["ticks"],
+    }
+
+
+def _cooled(state: StateLike, slot: str, event_time: int, cooldown_ms: int) -> bool:
+    last = state.get(f"fired:{slot}")
+    return last is None or event_time - int(last) >= cooldown_ms
+
+
+def _volatility(
+    candle: Mapping[str, Any], cfg: VolatilitySettings, cooldown: int, prev_close: float | None, state: StateLike
+) -> Alert | None:
+    if prev_close is None:
+        return None
+    ret = math.log(candle["close"] / prev_close)
+    returns: list[float] = state.get("returns", [])
+    alert = None
+    if len(returns) >= cfg.min_samples:
+        mean = sum(returns) / len(returns)
+        std = math.sqrt(sum((r - mean) ** 2 for r in returns) / (len(returns) - 1))
+        z = (ret - mean) / std if std > 0 else 0.0
+        event_time = int(candle["end"])
+        if abs(z) >= cfg.z_threshold and _cooled(state, "volatility", event_time, cooldown):
+            state.set("fired:volatility", event_time)
+            change = pct_change(candle["close"], prev_close)
+            direction = "jumped" if change > 0 else "plunged"
+            alert = _alert(
+                candle["coin"],
+                candle["vs"],
+                "volatility",
+                "volatility",
+                candle["interval"],
+                candle["interval_ms"],
+                event_time,
+                change,
+                candle["close"],
+                prev_close,
+                cfg.z_threshold,
+                f"{candle['coin']} {direction} {abs(change):.2f}% in one {candle['interval']} candle, "
+                f"{abs(z):.1f} standard deviations beyond its last {len(returns)} candles",
+                "critical" if abs(z) >= 2 * cfg.z_threshold else "warning",
+                indicator=round(z, 6),
+            )
+    returns = [*returns, ret][-cfg.baseline :]
+    state.set("returns", returns)
+    return alert
+
+
+def _averages(closes: list[float], cfg: CrossoverSettings, state: StateLike) -> tuple[float, float] | None:
+    if cfg.average == "sma":
+        if len(closes) < cfg.slow:
+            return None
+        return sum(closes[-cfg.fast :]) / cfg.fast, sum(closes[-cfg.slow :]) / cfg.slow
+    close = closes[-1]
+    fast_prev, slow_prev = state.get("ema_fast"), state.get("ema_slow")
+    a_fast, a_slow = 2 / (cfg.fast + 1), 2 / (cfg.slow + 1)
+    fast = close if fast_prev is None else fast_prev + a_fast * (close - fast_prev)
+    slow = close if slow_prev is None else slow_prev + a_slow * (close - slow_prev)
+    state.set("ema_fast", fast)
+    state.set("ema_slow", slow)
+    return (fast, slow) if len(closes) >= cfg.slow else None  # warm-up: the slow EMA needs history
+
+
+def _crossover(
+    candle: Mapping[str, Any], cfg: CrossoverSettings, closes: list[float], state: StateLike
+) -> Alert | None:
+    averages = _averages(closes, cfg, state)
+    if averages is None:
+        return None
+    fast, slow = averages
+    gap = pct_change(fast, slow)
+    previous = state.get("cross_gap")
+    state.set("cross_gap", gap)
+    if previous is None or (previous <= 0) == (gap <= 0):
+        return None
+    kind: AlertKind = "buy_hint" if gap > 0 else "sell_hint"
+    name = f"{cfg.average}{cfg.fast}/{cfg.slow}"
+    verb = "above" if gap > 0 else "below"
+    return _alert(
+        candle["coin"],
+        candle["vs"],
+        "crossover",
+        kind,
+        f"{name}@{candle['interval']}",
+        candle["interval_ms"],
+        int(candle["end"]),
+        gap,
+        candle["close"],
+        slow,
+        None,
+        f"{candle['coin']}: the {cfg.fast}-candle {cfg.average.upper()} crossed {verb} the {cfg.slow}-candle "
+        f"{cfg.average.upper()} at {_money(candle['close'], candle['vs'])} "
+        f"({'buy' if gap > 0 else 'sell'} hint, not advice)",
+        "info",
+        indicator=gap,
+    )
+
+
+def _rsi(candle: Mapping[str, Any], cfg: RsiSettings, prev_close: float | None, state: StateLike) -> Alert | None:
+    """Wilder's RSI over candle closes; fires on entering oversold/overbought, re-arms at 50."""
+    if prev_close is None:
+        return None
+    delta = candle["close"] - prev_close
+    gain, loss = max(delta, 0.0), max(-delta, 0.0)
+    seen = state.get("rsi_n", 0) + 1
+    state.set("rsi_n", seen)
+    if seen <= cfg.period:
+        state.set("rsi_gain", state.get("rsi_gain", 0.0) + gain / cfg.period)
+        state.set("rsi_loss", state.get("rsi_loss", 0.0) + loss / cfg.period)
+        if seen < cfg.period:
+            return None
+        avg_gain, avg_loss = state.get("rsi_gain"), state.get("rsi_loss")
+    else:
+        avg_gain = (state.get("rsi_gain") * (cfg.period - 1) + gain) / cfg.period
+        avg_loss = (state.get("rsi_loss") * (cfg.period - 1) + loss) / cfg.period
+        state.set("rsi_gain", avg_gain)
+        state.set("rsi_loss", avg_loss)
+    if avg_gain == 0 and avg_loss == 0:
+        rsi = 50.0  # no movement at all: neutral, not "overbought"
+    else:
+        rsi = 100.0 if avg_loss == 0 else 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
+    zone = "oversold" if rsi < cfg.oversold else "overbought" if rsi > cfg.overbought else None
+    armed = state.get("rsi_armed", True)
+    if zone is None:
+        if (state.get("rsi_zone") == "oversold" and rsi >= 50) or (state.get("rsi_zone") == "overbought" and rsi <= 50):
+            state.set("rsi_armed", True)
+        return None
+    if not armed and state.get("rsi_zone") == zone:
+        return None
+    state.set("rsi_armed", False)
+    state.set("rsi_zone", zone)
+    kind: AlertKind = "buy_hint" if zone == "oversold" else "sell_hint"
+    level = cfg.oversold if zone == "oversold" else cfg.overbought
+    return _alert(
+        candle["coin"],
+        candle["vs"],
+        "rsi",
+        kind,
+        f"rsi{cfg.period}@{candle['interval']}",
+        candle["interval_ms"],
+        int(candle["end"]),
+        pct_change(candle["close"], prev_close),
+        candle["close"],
+        prev_close,
+        level,
+        f"{candle['coin']} is {zone}: RSI({cfg.period}) {rsi:.1f} on {candle['interval']} candles at "
+        f"{_money(candle['close'], candle['vs'])} ({'buy' if kind == 'buy_hint' else 'sell'} hint, not advice)",
+        "info",
+        indicator=round(rsi, 6),
+    )
+
+
+def evaluate_candle(candle: Mapping[str, Any], config: RuleConfig, cooldown_ms: int, state: StateLike) -> list[Alert]:
+    """Candle alerts for one *closed* candle; call once per candle, in event-time order."""
+    needed = max(
+        config.crossover.slow if config.crossover else 0,
+        2,
+    )
+    closes: list[float] = state.get("closes", [])
+    prev_close = closes[-1] if closes else None
+    closes = [*closes, candle["close"]][-needed:]
+    state.set("closes", closes)
+    alerts: list[Alert | None] = []
+    if config.volatility is not None:
+        cooldown = config.volatility.cooldown or cooldown_ms
+        alerts.append(_volatility(candle, config.volatility, cooldown, prev_close, state))
+    if config.crossover is not None:
+        alerts.append(_crossover(candle, config.crossover, closes, state))
+    if config.rsi is not None:
+        alerts.append(_rsi(candle, config.rsi, prev_close, state))
+    return [a for a in alerts if a is not None]

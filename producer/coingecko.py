@@ -120,7 +120,8 @@ class CoinGeckoClient:
             response = self.session.get(url, params=params, timeout=self.timeout_s)
         except requests.Timeout as exc:
             raise CoinGeckoError(TIMEOUT, f"no answer within {self.timeout_s:g}s from {path}") from exc
-        except requests.ConnectionError as exc:
+        except requests.RequestException as exc:
+            # ConnectionError, ChunkedEncodingError (body cut short), ContentDecodingError, ...
             raise CoinGeckoError(CONNECTION, f"connection to {self.base_url} failed: {exc.__class__.__name__}") from exc
         return self._decode(path, response)
 

@@ -65,16 +65,20 @@ def test_no_refire_after_cooldown_until_rearmed() -> None:
     assert len(evaluate(change(T0 + 22 * MIN, 100, 94.5, 100, 94.5), [DROP], state)) == 1
 
 
-def test_state_is_per_rule_and_window() -> None:
+def test_one_move_alerts_once_across_windows_and_rules_are_independent() -> None:
     state = DictState()
-    evaluate(change(T0, 100, 94, 100, 94), [DROP], state)
+    assert len(evaluate(change(T0, 100, 94, 100, 94), [DROP, SPIKE], state)) == 1
     other_window = window_change(
-        {"start": 0, "end": T0, "first": 100, "last": 94, "high": 100, "low": 94, "ticks": 3},
-        "bitcoin:usd",
-        "5m",
-        5 * MIN,
+        {"start": 0, "end": T0 + MIN, "first": 100, "last": 93, "high": 100, "low": 93, "ticks": 3},
+        "bitcoin:usd", "1h", 60 * MIN,
     )
-    assert len(evaluate(other_window, [DROP], state)) == 1
+    assert evaluate(other_window, [DROP], state) == []  # the same crash seen by a longer window
+    assert [a.kind for a in evaluate(change(T0 + 2 * MIN, 93, 99, 99, 93), [DROP, SPIKE], state)] == ["spike"]
+
+
+def test_rule_limited_to_some_windows() -> None:
+    only_1h = MoveRule("drop", "drop", 5.0, cooldown_ms=15 * MIN, windows=frozenset({"1h"}))
+    assert evaluate(change(T0, 100, 94, 100, 94), [only_1h], DictState()) == []
 
 
 def test_same_input_same_alert_id() -> None:
