@@ -64,6 +64,11 @@ class KafkaSettings(_Base):
     """Partitions of the ticks topic when the producer creates it (the processor's max parallelism)."""
 
 
+class HttpSettings(_Base):
+    http_host: str = "127.0.0.1"
+    """Address of the /metrics, /livez, /readyz endpoints (0.0.0.0 in containers)."""
+
+
 class Plan(StrEnum):
     PUBLIC = "public"
     DEMO = "demo"
@@ -75,7 +80,9 @@ class SourceKind(StrEnum):
     SIMULATE = "simulate"
 
 
-class ProducerSettings(KafkaSettings):
+class ProducerSettings(KafkaSettings, HttpSettings):
+    http_port: Annotated[int, Field(ge=-1, le=65535)] = 9101
+    """Port of the health and metrics endpoints (-1: off)."""
     source: SourceKind = SourceKind.COINGECKO
     """Market source: `coingecko` or `simulate` (offline random walk with scheduled moves)."""
     coins: CommaList = Field(default_factory=lambda: ["bitcoin", "ethereum"])
@@ -151,7 +158,9 @@ class InfluxSettings(_Base):
     _durations = field_validator("influx_timeout", mode="before")(_duration)
 
 
-class ProcessorSettings(KafkaSettings, InfluxSettings):
+class ProcessorSettings(KafkaSettings, InfluxSettings, HttpSettings):
+    http_port: Annotated[int, Field(ge=-1, le=65535)] = 9102
+    """Port of the health and metrics endpoints (-1: off)."""
     consumer_group: str = "crypto-processor"
     """Kafka consumer group (and state folder name) of the processor."""
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
@@ -177,9 +186,7 @@ class ProcessorSettings(KafkaSettings, InfluxSettings):
     """After an alert, the same pair, rule and window stays quiet this long (event time)."""
 
     _lists = field_validator("windows", mode="before")(_split_commas)
-    _durations = field_validator("grace", "cooldown", "commit_interval", "candle_interval", mode="before")(
-        _duration
-    )
+    _durations = field_validator("grace", "cooldown", "commit_interval", "candle_interval", mode="before")(_duration)
 
     @field_validator("windows")
     @classmethod

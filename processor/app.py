@@ -29,6 +29,7 @@ from crypto_watcher.config import ProcessorSettings
 from crypto_watcher.durations import format_duration
 from crypto_watcher.kafka import WEEK_MS
 from crypto_watcher.messages import Alert, MessageError, Tick
+from processor import metrics
 from processor.dlq import DeadLetters
 from processor.influx import InfluxSink, make_writer
 from processor.points import alert_line, candle_line, change_line, tick_line
@@ -57,6 +58,7 @@ def check_key(value: dict[str, Any], key: Any, timestamp: int, headers: Any) -> 
     expected = f"{value['coin']}:{value['vs']}"
     if key != expected:
         raise MessageError(f"invalid tick: key {key!r} does not match coin:vs {expected!r}")
+    metrics.observe_tick(value["event_time"])
     return value
 
 
@@ -89,7 +91,12 @@ def build_pipeline(
 ) -> Pipeline:
     """Wire the stream. ``alert_filter`` (value -> bool) lets replay keep only its time range."""
     ruleset = ruleset or ruleset_from(settings)
-    dead = DeadLetters(settings.kafka_bootstrap, settings.dlq_topic, settings.consumer_group)
+    dead = DeadLetters(
+        settings.kafka_bootstrap,
+        settings.dlq_topic,
+        settings.consumer_group,
+        on_dead=lambda kind: metrics.DLQ.labels(kind).inc(),
+    )
     app = Application(
         broker_address=settings.kafka_bootstrap,
         consumer_group=settings.consumer_group,
@@ -176,5 +183,6 @@ def build_pipeline(
 
 
 def _log_alert(alert: Alert) -> Alert:
+    metrics.ALERTS.labels(alert.kind).inc()
     log.warning("ALERT %s [%s] %s (id %s)", alert.key, alert.severity, alert.message, alert.id)
     return alert

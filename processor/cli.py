@@ -9,11 +9,15 @@ from collections.abc import Sequence
 
 from crypto_watcher.config import ConfigError, ProcessorSettings, load_settings
 from crypto_watcher.durations import format_duration
+from crypto_watcher.health import CachedCheck, kafka_reachable, serve
 from crypto_watcher.logs import setup_logging
 from processor.app import build_pipeline
+from processor.metrics import LagMonitor, seconds_since_progress
 from processor.rules import RulesError
 
 log = logging.getLogger("processor")
+
+LIVENESS_DEADLINE_S = 120.0
 
 EPILOG = """\
 Every option can also be set by its environment variable (shown in brackets); flags win.
@@ -57,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--influx-db", dest="influx_db", help="v1 database [CW_INFLUX_DB, default crypto]")
     p.add_argument("--influx-bucket", dest="influx_bucket", help="v2 bucket [CW_INFLUX_BUCKET, default crypto]")
+    p.add_argument(
+        "--http-port", dest="http_port", type=int, help="metrics/health port, -1 off [CW_HTTP_PORT, default 9102]"
+    )
     p.add_argument("--state-dir", dest="state_dir", help="local state folder [CW_STATE_DIR, default .cache/state]")
     p.add_argument(
         "--stop-when-idle",
@@ -93,7 +100,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         format_duration(rules.candle_interval),
         pipeline.sink.writer.description,
     )
-    pipeline.app.run(timeout=args.stop_when_idle, collect=False)
+    lag = LagMonitor(settings.kafka_bootstrap, settings.consumer_group, settings.ticks_topic).start()
+    kafka_ok = CachedCheck(kafka_reachable(settings.kafka_bootstrap))
+    influx_ok = CachedCheck(pipeline.sink.writer.ping)
+
+    def live() -> bool:
+        # Stuck = work is waiting (lag), nothing was processed for two minutes, and not because
+        # InfluxDB is away (then backpressure pauses consumption on purpose; readiness says so).
+        waiting = lag.total is not None and lag.total > 0
+        return not waiting or seconds_since_progress() < LIVENESS_DEADLINE_S or not influx_ok()
+
+    server = serve(settings.http_host, settings.http_port, live, lambda: kafka_ok() and influx_ok())
+    try:
+        pipeline.app.run(timeout=args.stop_when_idle, collect=False)
+    finally:
+        lag.stop()
+        if server is not None:
+            server.stop()
     return 0
 
 

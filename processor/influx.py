@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
 import requests
 from quixstreams.sinks import BatchingSink, SinkBackpressureError, SinkBatch
 
 from crypto_watcher.config import InfluxApi, InfluxSettings
+from processor import metrics
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class LineWriter(Protocol):
     description: str
 
     def check(self) -> None: ...
+    def ping(self) -> bool: ...
     def write(self, lines: Sequence[str]) -> None: ...
     def close(self) -> None: ...
 
@@ -92,6 +94,9 @@ class V1Writer:
         if response.status_code in (401, 403):
             raise _classify(response.status_code, response.text, None, self.description)
 
+    def ping(self) -> bool:
+        return self.session.get(f"{self.url}/ping", timeout=3).status_code == 204
+
     def write(self, lines: Sequence[str]) -> None:
         try:
             response = self.session.post(
@@ -125,6 +130,9 @@ class V2Writer:
         self.client = InfluxDBClient(url=url, token=token, org=org, timeout=int(timeout_s * 1000))
         self.api = self.client.write_api(write_options=SYNCHRONOUS)
         self.description = f"InfluxDB v2 API at {url}, org {org!r}, bucket {bucket!r}"
+
+    def ping(self) -> bool:
+        return bool(self.client.ping())
 
     def check(self) -> None:
         pass  # The bucket is provisioned with the server (compose/Helm); a write reports what is wrong.
@@ -175,14 +183,13 @@ def make_writer(settings: InfluxSettings) -> LineWriter:
 class InfluxSink(BatchingSink):
     """Items are line-protocol strings (or lists of them) made by ``processor.points``."""
 
-    def __init__(self, writer: LineWriter, on_write: Callable[[int, float], None] | None = None) -> None:
+    def __init__(self, writer: LineWriter) -> None:
         super().__init__()
         self.writer = writer
         self.points_written = 0
         self.rejected_writes = 0
         self.backpressure_events = 0
         self._backoff_s = 1.0
-        self._on_write = on_write
 
     def setup(self) -> None:
         self.writer.check()
@@ -201,6 +208,7 @@ class InfluxSink(BatchingSink):
                 self.writer.write(chunk)
             except TransientWriteError as exc:
                 self.backpressure_events += 1
+                metrics.SINK_ERRORS.labels("backpressure").inc()
                 delay = exc.retry_after if exc.retry_after is not None else self._backoff_s
                 self._backoff_s = min(MAX_BACKOFF_S, self._backoff_s * 2)
                 log.warning(
@@ -212,9 +220,10 @@ class InfluxSink(BatchingSink):
                 raise SinkBackpressureError(retry_after=delay) from exc
             except RejectedWriteError as exc:
                 self.rejected_writes += 1
+                metrics.SINK_ERRORS.labels("rejected").inc()
                 log.error("InfluxDB refused %d points, skipped: %s; first line: %s", len(chunk), exc, chunk[0][:200])
                 continue
             self.points_written += len(chunk)
-            if self._on_write is not None:
-                self._on_write(len(chunk), time.perf_counter() - began)
+            metrics.SINK_POINTS.inc(len(chunk))
+            metrics.SINK_SECONDS.observe(time.perf_counter() - began)
         self._backoff_s = 1.0

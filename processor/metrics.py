@@ -1,0 +1,92 @@
+"""The processor's Prometheus metrics (names and meanings: docs/contracts.md) and its lag monitor."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
+from prometheus_client import Counter, Gauge, Histogram
+
+log = logging.getLogger(__name__)
+
+TICKS = Counter("cw_processor_ticks_total", "Ticks processed")
+ALERTS = Counter("cw_processor_alerts_total", "Alerts emitted", ["kind"])
+DLQ = Counter("cw_processor_dlq_total", "Records sent to the dead-letter topic", ["reason"])
+SINK_POINTS = Counter("cw_processor_sink_points_total", "Points written to InfluxDB")
+SINK_ERRORS = Counter("cw_processor_sink_errors_total", "Failed InfluxDB writes", ["kind"])
+SINK_SECONDS = Histogram(
+    "cw_processor_sink_write_seconds",
+    "Duration of one InfluxDB write request",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CONSUMER_LAG = Gauge("cw_processor_consumer_lag", "Messages behind the partition's end", ["topic", "partition"])
+EVENT_LAG = Gauge("cw_processor_event_lag_seconds", "Wall time minus the newest processed event time")
+
+
+class LagMonitor:
+    """Measures consumer lag from outside Quix: the group's committed offsets vs the high watermarks.
+
+    Reading the committed offsets (what a restart would resume from) rather than in-memory positions
+    makes the figure honest about what is really done, and needs no hook into Quix's consumer.
+    """
+
+    def __init__(self, bootstrap: str, group: str, topic: str, interval_s: float = 15.0) -> None:
+        self.group = group
+        self.topic = topic
+        self.interval_s = interval_s
+        self.total: int | None = None
+        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": f"{group}-lag-monitor", "enable.auto.commit": False}
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="lag-monitor", daemon=True)
+
+    def start(self) -> LagMonitor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def measure(self) -> int:
+        meta = self._consumer.list_topics(self.topic, timeout=10).topics[self.topic]
+        partitions = [TopicPartition(self.topic, p) for p in meta.partitions]
+        request = ConsumerGroupTopicPartitions(self.group, partitions)
+        committed = self._admin.list_consumer_group_offsets([request])[self.group].result(timeout=10)
+        offsets = {tp.partition: tp.offset for tp in committed.topic_partitions}
+        total = 0
+        for tp in partitions:
+            low, high = self._consumer.get_watermark_offsets(tp, timeout=10)
+            done = offsets.get(tp.partition, -1)
+            lag = high - (done if done >= 0 else low)
+            CONSUMER_LAG.labels(self.topic, str(tp.partition)).set(lag)
+            total += lag
+        self.total = total
+        return total
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.measure()
+            except Exception as exc:  # a monitor must never take the processor down
+                log.debug("lag measurement failed: %s", exc)
+            self._stop.wait(self.interval_s)
+        self._consumer.close()
+
+
+_last_progress = time.monotonic()
+
+
+def seconds_since_progress() -> float:
+    return time.monotonic() - _last_progress
+
+
+def observe_tick(event_time_ms: int) -> None:
+    global _last_progress
+    _last_progress = time.monotonic()
+    TICKS.inc()
+    EVENT_LAG.set(max(0.0, time.time() - event_time_ms / 1000))
