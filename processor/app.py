@@ -4,12 +4,13 @@ Declared as a Quix Streams dataframe so windows, state, changelogs, checkpoints 
 are Quix's, not ours:
 
     ticks ─┬─ price point ──────────────────────────────────────────────► InfluxDB
-           ├─ sliding window per configured window ─► change ─┬─────────► InfluxDB
+           ├─ exact sliding windows (processor.moves) ─► change ─┬──────► InfluxDB
            │                                                  └─ move rules ─┐
            ├─ tumbling candle (current) ─────────────────────────────────────► InfluxDB
            └─ tumbling candle (final) ─► volatility / crossover / RSI rules ─┴► alerts ► InfluxDB, crypto.alerts
 
-Every window is per ``<coin>:<vs>`` key and in event time with a grace period for late ticks;
+Every window is per ``<coin>:<vs>`` key and in event time with a grace period for late ticks
+(sliding windows are computed in ``processor.moves``: Quix's mishandles late ticks, see there);
 rule state (cooldown, re-arm, indicator history) is Quix state, changelogged to Kafka.
 """
 
@@ -26,15 +27,15 @@ from quixstreams.models import TopicConfig
 from quixstreams.models.serializers import Deserializer
 
 from crypto_watcher.config import ProcessorSettings
-from crypto_watcher.durations import format_duration
 from crypto_watcher.kafka import WEEK_MS
 from crypto_watcher.messages import Alert, MessageError, Tick
 from processor import metrics
 from processor.dlq import DeadLetters
 from processor.influx import InfluxSink, make_writer
+from processor.moves import sliding_changes
 from processor.points import alert_line, candle_line, change_line, tick_line
 from processor.rules import RuleSet, load_rules
-from processor.signals import MoveRule, candle_record, evaluate, evaluate_candle, move_rules, window_change
+from processor.signals import MoveRule, candle_record, evaluate, evaluate_candle, move_rules
 
 log = logging.getLogger(__name__)
 
@@ -136,24 +137,18 @@ def build_pipeline(
     sdf.filter(keep_output).apply(lambda tick: tick_line(Tick.model_construct(**tick))).sink(sink)
 
     alert_streams: list[StreamingDataFrame] = []
-    for window_ms in ruleset.window_ms:
-        label = format_duration(window_ms)
+    windows_ms = ruleset.window_ms
 
-        def to_change(agg: dict[str, Any], key: Any, _ts: int, _h: Any, label: str = label, ms: int = window_ms) -> Any:
-            return window_change(agg, key, label, ms)
+    def to_changes(tick: dict[str, Any], key: Any, _ts: int, _h: Any, state: Any) -> list[dict[str, Any]]:
+        return sliding_changes(key, tick["event_time"], tick["price"], windows_ms, ruleset.grace, state)
 
-        changes = (
-            sdf.sliding_window(duration_ms=window_ms, grace_ms=ruleset.grace, name=f"move_{label}")
-            .agg(first=Earliest("price"), last=Latest("price"), high=Max("price"), low=Min("price"), ticks=Count())
-            .current()
-            .apply(to_change, metadata=True)
+    changes = sdf.apply(to_changes, stateful=True, metadata=True, expand=True)
+    changes.filter(lambda c: keep_output({"event_time": c["end"]})).apply(change_line).sink(sink)
+    alert_streams.append(
+        changes.apply(
+            lambda change, state: evaluate(change, rules_for(change["coin"]), state), stateful=True, expand=True
         )
-        changes.filter(lambda c: keep_output({"event_time": c["end"]})).apply(change_line).sink(sink)
-        alert_streams.append(
-            changes.apply(
-                lambda change, state: evaluate(change, rules_for(change["coin"]), state), stateful=True, expand=True
-            )
-        )
+    )
 
     interval = ruleset.candle_interval
 

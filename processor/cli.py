@@ -1,10 +1,15 @@
-"""``crypto-processor``: windows, percent changes and drop/spike alerts from ``crypto.ticks``."""
+"""``crypto-processor``: windows, candles, percent changes and alerts from ``crypto.ticks``.
+
+``crypto-processor [run]`` processes the live stream; ``crypto-processor replay --from … --to …``
+re-runs a time range under its own consumer group and ends by itself.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Sequence
 
 from crypto_watcher.config import ConfigError, ProcessorSettings, load_settings
@@ -23,10 +28,45 @@ EPILOG = """\
 Every option can also be set by its environment variable (shown in brackets); flags win.
 Examples:
   crypto-processor                                    # local Kafka + InfluxDB 1.x, defaults
+  crypto-processor --rules rules.yaml                 # alert rules with per-coin overrides
   crypto-processor --windows 5m,15m,1h --drop-pct 4 --cooldown 30m
   CW_INFLUX_API=v2 CW_INFLUX_URL=http://influxdb:8086 CW_INFLUX_TOKEN=... CW_INFLUX_ORG=crypto crypto-processor
+  crypto-processor replay --from 2026-01-01 --to 2026-01-08 --influx-db crypto_whatif --rules new-rules.yaml
 Stop with Ctrl-C or SIGTERM: the current checkpoint is committed first.
 """
+
+REPLAY_EPILOG = """\
+The replay reads from a warm-up before --from (the longest window, the grace period and the
+candle history the indicators need) so its windows and alerts match what the live run saw, and
+writes only what falls within [--from, --to]. It uses its own consumer group and state folder.
+Its alerts go to --alerts-topic (default crypto.alerts.replay, so nobody is notified twice);
+pass --alerts-topic crypto.alerts to feed them to the notifier (which deduplicates by alert id).
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    add = p.add_argument
+    add(
+        "--bootstrap",
+        dest="kafka_bootstrap",
+        help="Kafka bootstrap servers [CW_KAFKA_BOOTSTRAP, default 127.0.0.1:9092]",
+    )
+    add("--group", dest="consumer_group", help="consumer group [CW_CONSUMER_GROUP, default crypto-processor]")
+    add("--ticks-topic", dest="ticks_topic", help="input topic [CW_TICKS_TOPIC, default crypto.ticks]")
+    add("--alerts-topic", dest="alerts_topic", help="alerts topic [CW_ALERTS_TOPIC, default crypto.alerts]")
+    add("--rules", dest="rules_file", help="alert rules YAML file [CW_RULES_FILE, default: none]")
+    add("--windows", help="windows for percent change [CW_WINDOWS, default 5m,15m,1h]")
+    add("--candle-interval", dest="candle_interval", help="candle length [CW_CANDLE_INTERVAL, default 1m]")
+    add("--drop-pct", dest="drop_pct", type=float, help="drop threshold in %% [CW_DROP_PCT, default 5]")
+    add("--spike-pct", dest="spike_pct", type=float, help="spike threshold in %% [CW_SPIKE_PCT, default 5]")
+    add("--cooldown", help="quiet time after an alert, e.g. 15m [CW_COOLDOWN, default 15m]")
+    add("--grace", help="how late a tick may arrive, e.g. 60s [CW_GRACE, default 60s]")
+    add("--influx-api", dest="influx_api", choices=["v1", "v2"], help="InfluxDB API [CW_INFLUX_API, default v1]")
+    add("--influx-url", dest="influx_url", help="InfluxDB URL [CW_INFLUX_URL, default http://127.0.0.1:8086]")
+    add("--influx-db", dest="influx_db", help="v1 database [CW_INFLUX_DB, default crypto]")
+    add("--influx-bucket", dest="influx_bucket", help="v2 bucket [CW_INFLUX_BUCKET, default crypto]")
+    add("--state-dir", dest="state_dir", help="local state folder [CW_STATE_DIR, default .cache/state]")
+    add("--log-level", help="DEBUG, INFO, WARNING, ERROR [CW_LOG_LEVEL, default INFO]")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,57 +76,53 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--bootstrap",
-        dest="kafka_bootstrap",
-        help="Kafka bootstrap servers [CW_KAFKA_BOOTSTRAP, default 127.0.0.1:9092]",
+    sub = p.add_subparsers(dest="command", metavar="{run,replay}")
+    run = sub.add_parser(
+        "run",
+        help="process the live stream (the default)",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--group", dest="consumer_group", help="consumer group [CW_CONSUMER_GROUP, default crypto-processor]"
-    )
-    p.add_argument("--ticks-topic", dest="ticks_topic", help="input topic [CW_TICKS_TOPIC, default crypto.ticks]")
-    p.add_argument("--alerts-topic", dest="alerts_topic", help="alerts topic [CW_ALERTS_TOPIC, default crypto.alerts]")
-    p.add_argument("--rules", dest="rules_file", help="alert rules YAML file [CW_RULES_FILE, default: none]")
-    p.add_argument("--windows", help="windows for percent change [CW_WINDOWS, default 5m,15m,1h]")
-    p.add_argument("--candle-interval", dest="candle_interval", help="candle length [CW_CANDLE_INTERVAL, default 1m]")
-    p.add_argument("--drop-pct", dest="drop_pct", type=float, help="drop threshold in %% [CW_DROP_PCT, default 5]")
-    p.add_argument("--spike-pct", dest="spike_pct", type=float, help="spike threshold in %% [CW_SPIKE_PCT, default 5]")
-    p.add_argument("--cooldown", help="quiet time after an alert, e.g. 15m [CW_COOLDOWN, default 15m]")
-    p.add_argument("--grace", help="how late a tick may arrive, e.g. 60s [CW_GRACE, default 60s]")
-    p.add_argument(
-        "--influx-api", dest="influx_api", choices=["v1", "v2"], help="InfluxDB API [CW_INFLUX_API, default v1]"
-    )
-    p.add_argument(
-        "--influx-url", dest="influx_url", help="InfluxDB URL [CW_INFLUX_URL, default http://127.0.0.1:8086]"
-    )
-    p.add_argument("--influx-db", dest="influx_db", help="v1 database [CW_INFLUX_DB, default crypto]")
-    p.add_argument("--influx-bucket", dest="influx_bucket", help="v2 bucket [CW_INFLUX_BUCKET, default crypto]")
-    p.add_argument(
+    _common(run)
+    run.add_argument(
         "--http-port", dest="http_port", type=int, help="metrics/health port, -1 off [CW_HTTP_PORT, default 9102]"
     )
-    p.add_argument("--state-dir", dest="state_dir", help="local state folder [CW_STATE_DIR, default .cache/state]")
-    p.add_argument(
+    run.add_argument(
         "--stop-when-idle",
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help="exit once no tick arrived for this long (for batch runs; default: run until stopped)",
+        help="exit once no tick arrived for this long (default: run until stopped)",
     )
-    p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR [CW_LOG_LEVEL, default INFO]")
+    replay = sub.add_parser(
+        "replay",
+        help="re-run a time range of the ticks topic, then exit",
+        epilog=REPLAY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(replay)
+    replay.add_argument("--from", dest="from_time", required=True, help="start, ISO 8601 (UTC if no zone) or epoch ms")
+    replay.add_argument("--to", dest="to_time", required=True, help="end (inclusive), ISO 8601 or epoch ms")
+    replay.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     return p
 
 
+CLI_ONLY = {"command", "stop_when_idle", "log_level", "from_time", "to_time", "no_progress"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or args_list[0] not in ("run", "replay", "-h", "--help"):
+        args_list.insert(0, "run")
+    args = build_parser().parse_args(args_list)
     setup_logging(args.log_level, "processor")
-    flags = {k: v for k, v in vars(args).items() if k not in ("stop_when_idle", "log_level")}
+    flags = {k: v for k, v in vars(args).items() if k not in CLI_ONLY}
+    if args.command == "replay":
+        return _replay(args, flags)
     try:
         settings = load_settings(ProcessorSettings, flags)
         pipeline = build_pipeline(settings)
-    except ConfigError as exc:
-        print(f"crypto-processor: {exc}", file=sys.stderr)
-        return 2
-    except RulesError as exc:
+    except (ConfigError, RulesError) as exc:
         print(f"crypto-processor: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:
@@ -117,6 +153,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         lag.stop()
         if server is not None:
             server.stop()
+    return 0
+
+
+def _replay(args: argparse.Namespace, flags: dict[str, object]) -> int:
+    from processor.replay import parse_time, replay
+
+    try:
+        from_ms, to_ms = parse_time(args.from_time), parse_time(args.to_time)
+        base = load_settings(ProcessorSettings, flags)
+        group = args.consumer_group or f"{base.consumer_group}-replay-{from_ms}-{to_ms}-{int(time.time())}"
+        flags = {
+            **flags,
+            "consumer_group": group,
+            "alerts_topic": args.alerts_topic or "crypto.alerts.replay",
+            "state_dir": args.state_dir or f".cache/replay/{group}",
+            "commit_interval": 1000,
+        }
+        settings = load_settings(ProcessorSettings, flags)
+        pipeline, span = replay(settings, from_ms, to_ms, show_progress=not args.no_progress)
+    except (ConfigError, RulesError) as exc:
+        print(f"crypto-processor replay: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"crypto-processor replay: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"replayed {span.total} ticks: {pipeline.sink.points_written} points written via "
+        f"{pipeline.sink.writer.description}; alerts on {settings.alerts_topic}"
+    )
     return 0
 
 

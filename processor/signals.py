@@ -48,7 +48,7 @@ class MoveRule:
     A drop is measured from the window's high to the newest price (a fall that follows a rise
     inside the window still counts); a spike from the window's low. After firing, the rule is quiet
     for ``cooldown_ms`` of event time *across all windows* (one crash is one alert, not one per
-    window) and until the move has eased below ``rearm_ratio`` x threshold in the window that fired
+    window) and until the move has eased below ``rearm_ratio`` x threshold in every window
     (hysteresis), so a price hovering at the threshold cannot fire again and again.
     """
 
@@ -157,17 +157,22 @@ def evaluate(change: Mapping[str, Any], rules: list[MoveRule], state: StateLike)
             move, reference = change["runup_pct"], change["low"]
             crossed = move >= rule.threshold_pct
             eased = move < rule.threshold_pct * rule.rearm_ratio
-        disarmed_by = state.get(f"disarmed:{rule.name}")
-        if disarmed_by == window and eased:
-            state.set(f"disarmed:{rule.name}", None)
-            disarmed_by = None
-        if not crossed or disarmed_by is not None:
+        # Re-arm only once the move has eased in *every* window: a 1h window keeps seeing a crash
+        # for an hour after the 5m window forgot it, and that is still the same crash.
+        engaged: dict[str, bool] = state.get(f"engaged:{rule.name}", {})
+        engaged[window] = not eased
+        state.set(f"engaged:{rule.name}", engaged)
+        disarmed = state.get(f"disarmed:{rule.name}", False)
+        if disarmed and not any(engaged.values()):
+            state.set(f"disarmed:{rule.name}", False)
+            disarmed = False
+        if not crossed or disarmed:
             continue
         last_fired = state.get(f"fired:{rule.name}")
         if last_fired is not None and end - int(last_fired) < rule.cooldown_ms:
             continue
         state.set(f"fired:{rule.name}", end)
-        state.set(f"disarmed:{rule.name}", window)
+        state.set(f"disarmed:{rule.name}", True)
         verb, where = ("fell", "high") if rule.kind == "drop" else ("rose", "low")
         vs = change["vs"]
         alerts.append(

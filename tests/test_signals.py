@@ -70,10 +70,37 @@ def test_one_move_alerts_once_across_windows_and_rules_are_independent() -> None
     assert len(evaluate(change(T0, 100, 94, 100, 94), [DROP, SPIKE], state)) == 1
     other_window = window_change(
         {"start": 0, "end": T0 + MIN, "first": 100, "last": 93, "high": 100, "low": 93, "ticks": 3},
-        "bitcoin:usd", "1h", 60 * MIN,
+        "bitcoin:usd",
+        "1h",
+        60 * MIN,
     )
     assert evaluate(other_window, [DROP], state) == []  # the same crash seen by a longer window
     assert [a.kind for a in evaluate(change(T0 + 2 * MIN, 93, 99, 99, 93), [DROP, SPIKE], state)] == ["spike"]
+
+
+def test_rearm_needs_every_window_to_ease() -> None:
+    state = DictState()
+    long_window = lambda end, last: window_change(  # noqa: E731
+        {
+            "start": end - 60 * MIN,
+            "end": end,
+            "first": 100,
+            "last": last,
+            "high": 100,
+            "low": min(last, 100),
+            "ticks": 9,
+        },
+        "bitcoin:usd",
+        "1h",
+        60 * MIN,
+    )
+    assert len(evaluate(change(T0, 100, 94, 100, 94), [DROP], state)) == 1
+    evaluate(long_window(T0, 94), [DROP], state)
+    evaluate(change(T0 + 20 * MIN, 94, 94, 94, 94), [DROP], state)  # the 15m window has forgotten the crash
+    # ... but the 1h window still sees it: the same crash must not alert again
+    assert evaluate(long_window(T0 + 21 * MIN, 93.9), [DROP], state) == []
+    evaluate(long_window(T0 + 70 * MIN, 99), [DROP], state)  # now every window has eased: re-armed
+    assert len(evaluate(change(T0 + 71 * MIN, 99, 93, 99, 93), [DROP], state)) == 1
 
 
 def test_rule_limited_to_some_windows() -> None:

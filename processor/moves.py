@@ -1,0 +1,69 @@
+"""Exact sliding windows over each pair's recent ticks, kept in Quix state.
+
+Why not Quix's ``sliding_window``: in quixstreams 3.28.1 a tick arriving late (within the grace
+period) gets a wrong aggregate for its own window — e.g. ``count=1`` where eleven ticks fall in
+it (reproduced in tests/test_processor_reference.py; reported upstream). Alerts must not depend
+on arrival order, so each key keeps the ticks of the longest window plus the grace period (a few
+hundred at CoinGecko's cadence) and every emission is computed from them exactly. A late tick
+re-emits every window end it falls into, so InfluxDB's last write per end is always the right
+aggregate; a tick repeating an event time (a producer restart) replaces, never double-counts.
+Quix's tumbling windows (candles) are correct for late ticks and are used as they are.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from typing import Any
+
+from crypto_watcher.durations import format_duration
+from processor.signals import StateLike, window_change
+
+BUFFER_KEY = "moves:ticks"
+WATERMARK_KEY = "moves:max_ts"
+
+
+def sliding_changes(
+    key: str, event_time: int, price: float, windows_ms: Sequence[int], grace_ms: int, state: StateLike
+) -> list[dict[str, Any]]:
+    """Insert one tick and return the change record of every window end it affects."""
+    watermark = max(int(state.get(WATERMARK_KEY, event_time)), event_time)
+    if event_time < watermark - grace_ms:
+        return []  # later than the grace period allows: stored as a price, not windowed
+    ticks: list[list[float]] = state.get(BUFFER_KEY, [])
+    times = [int(t) for t, _p in ticks]
+    i = bisect.bisect_left(times, event_time)
+    if i < len(times) and times[i] == event_time:
+        ticks[i] = [event_time, price]
+    else:
+        ticks.insert(i, [event_time, price])
+        times.insert(i, event_time)
+    longest = max(windows_ms)
+    keep_from = bisect.bisect_left(times, watermark - longest - grace_ms)
+    if keep_from:
+        del ticks[:keep_from], times[:keep_from]
+    state.set(BUFFER_KEY, ticks)
+    state.set(WATERMARK_KEY, watermark)
+
+    out = []
+    for window_ms in windows_ms:
+        label = format_duration(window_ms)
+        # this tick's own window, then (if it came late) every later window that contains it
+        lo = bisect.bisect_left(times, event_time)
+        hi = bisect.bisect_right(times, event_time + window_ms)
+        for j in range(lo, hi):
+            end = times[j]
+            first_j = bisect.bisect_left(times, end - window_ms)
+            prices = [p for _t, p in ticks[first_j : j + 1]]
+            agg = {
+                "start": end - window_ms,
+                "end": end,
+                "first": prices[0],
+                "last": prices[-1],
+                "high": max(prices),
+                "low": min(prices),
+                "ticks": len(prices),
+            }
+            out.append(window_change(agg, key, label, window_ms))
+    out.sort(key=lambda c: (c["end"], c["window_ms"]))
+    return out

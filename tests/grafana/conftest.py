@@ -1,0 +1,304 @@
+"""Fixtures for the Grafana and Prometheus tests: a real InfluxDB 1.x filled with a scripted feed,
+and promtool.
+
+Nothing here skips: when InfluxDB or promtool is missing the tests that need them fail, saying
+how to get them (``scripts/influxdb.sh start``; Debian's ``prometheus`` package for promtool).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pytest
+import requests
+
+from crypto_watcher.messages import Alert, Tick, message_key
+from processor.points import alert_line, candle_line, change_line, tick_line
+from processor.signals import candle_record, window_change
+
+INFLUX_URL = os.environ.get("CW_INFLUX_URL", "http://127.0.0.1:8086").rstrip("/")
+
+# --- the scripted market -------------------------------------------------------------------------
+
+TICK_EVERY_MS = 20_000
+HISTORY_MS = 70 * 60_000
+"""The feed covers the last 70 minutes, so ``time > now() - 1h`` always finds a full hour."""
+
+WINDOWS_MS = {"5m": 5 * 60_000, "15m": 15 * 60_000, "1h": 60 * 60_000}
+CANDLES_MS = {"1m": 60_000, "5m": 5 * 60_000}
+
+BASE_PRICES = {
+    ("bitcoin", "usd"): 65_000.0,
+    ("bitcoin", "eur"): 60_000.0,
+    ("ethereum", "usd"): 3_500.0,
+    ("ethereum", "eur"): 3_230.0,
+    ("tether", "usd"): 1.0,
+    ("tether", "eur"): 0.92,
+}
+SYMBOLS = {"bitcoin": "btc", "ethereum": "eth", "tether": "usdt"}
+
+CRASHING = "ethereum"
+"""Falls 8% over the last 10 minutes: drawdown beyond the 15m drop threshold (5%), not 1h's (10%)."""
+SPIKING = "bitcoin"
+"""Rises 6% over the last 10 minutes: run-up beyond the 15m spike threshold only."""
+STABLE = "tether"
+"""Wobbles by 0.1%: never alerts, not even under the stablecoin (1%) override."""
+
+ALERT_WINDOW = "15m"
+ALERT_THRESHOLD_PCT = 5.0
+
+
+def scripted_price(coin: str, vs: str, t_ms: int, end_ms: int) -> float:
+    """A gentle wave, plus the scripted crash or spike during the last 10 minutes."""
+    base = BASE_PRICES[(coin, vs)]
+    minutes = (t_ms - (end_ms - HISTORY_MS)) / 60_000
+    amplitude = 0.001 if coin == STABLE else 0.004
+    price = base * (1 + amplitude * math.sin(minutes / 3.0))
+    to_end = (end_ms - t_ms) / 60_000
+    if to_end < 10 and coin in (CRASHING, SPIKING):
+        progress = (10 - to_end) / 10
+        price *= 1 - 0.08 * progress if coin == CRASHING else 1 + 0.06 * progress
+    return round(price, 6)
+
+
+def scripted_ticks(end_ms: int) -> list[Tick]:
+    ticks = []
+    start_ms = end_ms - HISTORY_MS
+    for t_ms in range(start_ms, end_ms + 1, TICK_EVERY_MS):
+        for (coin, vs), base in BASE_PRICES.items():
+            price = scripted_price(coin, vs, t_ms, end_ms)
+            ticks.append(
+                Tick(
+                    coin=coin,
+                    symbol=SYMBOLS[coin],
+                    vs=vs,
+                    price=price,
+                    market_cap=price * 19_000_000,
+                    volume_24h=base * 1_000_000,
+                    change_24h_pct=round((price / base - 1) * 100, 6),
+                    source="test",
+                    event_time=t_ms,
+                    fetch_time=t_ms + 1_500,
+                )
+            )
+    return ticks
+
+
+def window_changes(ticks: list[Tick]) -> list[dict[str, Any]]:
+    """What the processor stores in ``change``: one result per tick and sliding window over the
+    ticks in (t - window, t], made by the processor's own :func:`processor.signals.window_change`."""
+    by_pair: dict[tuple[str, str], list[Tick]] = {}
+    for tick in ticks:
+        by_pair.setdefault((tick.coin, tick.vs), []).append(tick)
+    changes = []
+    for (coin, vs), pair_ticks in by_pair.items():
+        for i, tick in enumerate(pair_ticks):
+            for window, window_ms in WINDOWS_MS.items():
+                inside = [p for p in pair_ticks[: i + 1] if p.event_time > tick.event_time - window_ms]
+                prices = [p.price for p in inside]
+                aggregate = {
+                    "start": inside[0].event_time,
+                    "end": tick.event_time,
+                    "first": prices[0],
+                    "last": prices[-1],
+                    "high": max(prices),
+                    "low": min(prices),
+                    "ticks": len(prices),
+                }
+                changes.append(window_change(aggregate, message_key(coin, vs), window, window_ms))
+    return changes
+
+
+def candles(ticks: list[Tick]) -> list[dict[str, Any]]:
+    """Tumbling OHLC candles per pair and interval, as :func:`processor.signals.candle_record`
+    makes them (stored at the candle's start)."""
+    buckets: dict[tuple[str, str, int, int], list[Tick]] = {}
+    for tick in ticks:
+        for interval_ms in CANDLES_MS.values():
+            key = (tick.coin, tick.vs, interval_ms, tick.event_time // interval_ms)
+            buckets.setdefault(key, []).append(tick)
+    records = []
+    for (coin, vs, interval_ms, index), bucket in sorted(buckets.items()):
+        prices = [t.price for t in bucket]
+        aggregate = {
+            "start": index * interval_ms,
+            "end": bucket[-1].event_time,
+            "open": prices[0],
+            "high": max(prices),
+            "low": min(prices),
+            "close": prices[-1],
+            "ticks": len(prices),
+        }
+        records.append(candle_record(aggregate, message_key(coin, vs), interval_ms))
+    return records
+
+
+def scripted_alerts(changes: list[dict[str, Any]]) -> list[Alert]:
+    """Drop and spike alerts on the 15m window, once per crossing (re-armed below threshold)."""
+    alerts = []
+    armed: dict[tuple[str, str, str], bool] = {}
+    for change in sorted(changes, key=lambda c: c["end"]):
+        if change["window"] != ALERT_WINDOW:
+            continue
+        moves: tuple[tuple[Literal["drop", "spike"], float, float], ...] = (
+            ("drop", change["drawdown_pct"], change["high"]),
+            ("spike", change["runup_pct"], change["low"]),
+        )
+        for kind, value, reference in moves:
+            key = (change["coin"], change["vs"], kind)
+            crossed = abs(value) >= ALERT_THRESHOLD_PCT
+            if crossed and armed.get(key, True):
+                alerts.append(
+                    Alert(
+                        id=Alert.make_id(change["coin"], change["vs"], "default", kind, ALERT_WINDOW, change["end"]),
+                        coin=change["coin"],
+                        vs=change["vs"],
+                        kind=kind,
+                        rule="default",
+                        window=ALERT_WINDOW,
+                        window_ms=WINDOWS_MS[ALERT_WINDOW],
+                        change_pct=value,
+                        price=change["last"],
+                        reference_price=reference,
+                        threshold_pct=ALERT_THRESHOLD_PCT,
+                        event_time=change["end"],
+                        severity="warning",
+                        message=f"{change['coin']} {kind} {value:+.2f}% over {ALERT_WINDOW} "
+                        f"({reference:g} -> {change['last']:g} {change['vs']})",
+                    )
+                )
+            armed[key] = not crossed
+    return alerts
+
+
+# --- InfluxDB ---------------------------------------------------------------------------------
+
+
+def influx_query(db: str, query: str) -> dict[str, Any]:
+    """Runs InfluxQL as Grafana does (GET /query, epoch=ms); returns the statement's result."""
+    response = requests.get(f"{INFLUX_URL}/query", params={"db": db, "q": query, "epoch": "ms"}, timeout=30)
+    assert response.status_code == 200, f"{query}\n-> HTTP {response.status_code}: {response.text}"
+    results = response.json()["results"]
+    assert len(results) == 1, f"{query}\n-> {len(results)} results"
+    result: dict[str, Any] = results[0]
+    assert "error" not in result, f"InfluxDB rejected the query:\n{query}\n-> {result['error']}"
+    return result
+
+
+def _influx_admin(statement: str) -> None:
+    response = requests.post(f"{INFLUX_URL}/query", params={"q": statement}, timeout=30)
+    response.raise_for_status()
+    assert "error" not in response.json()["results"][0], response.text
+
+
+def _write(db: str, lines: list[str]) -> None:
+    for start in range(0, len(lines), 5_000):
+        body = "\n".join(lines[start : start + 5_000]).encode()
+        response = requests.post(f"{INFLUX_URL}/write", params={"db": db, "precision": "ms"}, data=body, timeout=60)
+        assert response.status_code == 204, f"write failed: {response.status_code} {response.text}"
+
+
+@pytest.fixture(scope="session")
+def influxdb() -> str:
+    """The InfluxDB 1.x the tests run against; fails (never skips) when it is not there."""
+    try:
+        response = requests.get(f"{INFLUX_URL}/ping", timeout=5)
+    except requests.RequestException as exc:
+        pytest.fail(
+            f"InfluxDB is not reachable at {INFLUX_URL} ({exc}). Start it with "
+            "`scripts/influxdb.sh start` or point CW_INFLUX_URL at an InfluxDB 1.x.",
+            pytrace=False,
+        )
+    if response.status_code != 204:
+        pytest.fail(
+            f"{INFLUX_URL}/ping answered {response.status_code}, not 204: is this an InfluxDB 1.x?", pytrace=False
+        )
+    return INFLUX_URL
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A database filled with the scripted market, and what the script did."""
+
+    db: str
+    start_ms: int
+    end_ms: int
+    coins: tuple[str, ...] = tuple(sorted(SYMBOLS))
+    vs: tuple[str, ...] = ("eur", "usd")
+    windows: tuple[str, ...] = tuple(WINDOWS_MS)
+    candle_intervals: tuple[str, ...] = tuple(CANDLES_MS)
+    crashing: str = CRASHING
+    spiking: str = SPIKING
+    stable: str = STABLE
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="session")
+def scripted_feed_db(influxdb: str) -> Iterator[Feed]:
+    """A fresh database holding 70 minutes of a scripted market up to now, in the storage schema.
+
+    Window changes and candles are computed by the processor's own record builders
+    (``processor.signals.window_change``, ``candle_record``) from scripted ticks; everything is
+    written as ``processor.points`` formats it (tick_line, change_line, candle_line, alert_line).
+    Replace the body with a real pipeline run (scripted ticks -> Kafka -> processor -> this
+    database) once one exists: the tests only rely on the schema and on the scenario in
+    :class:`Feed`.
+    """
+    db = f"cw_grafana_test_{os.getpid()}_{secrets.token_hex(4)}"
+    end_ms = int(time.time() * 1000) // 1000 * 1000
+    ticks = scripted_ticks(end_ms)
+    changes = window_changes(ticks)
+    alerts = scripted_alerts(changes)
+    candle_records = candles(ticks)
+    _influx_admin(f'CREATE DATABASE "{db}"')
+    try:
+        _write(db, [tick_line(t) for t in ticks])
+        _write(db, [change_line(c) for c in changes])
+        _write(db, [candle_line(c) for c in candle_records])
+        _write(db, [alert_line(a) for a in alerts])
+        yield Feed(
+            db=db,
+            start_ms=end_ms - HISTORY_MS,
+            end_ms=end_ms,
+            counts={
+                "price": len(ticks),
+                "change": len(changes),
+                "candle": len(candle_records),
+                "alert": len(alerts),
+            },
+        )
+    finally:
+        _influx_admin(f'DROP DATABASE "{db}"')
+
+
+@pytest.fixture(scope="session")
+def empty_influx_db(influxdb: str) -> Iterator[str]:
+    """A database with nothing in it: what a stalled pipeline looks like to a query."""
+    db = f"cw_grafana_empty_{os.getpid()}_{secrets.token_hex(4)}"
+    _influx_admin(f'CREATE DATABASE "{db}"')
+    try:
+        yield db
+    finally:
+        _influx_admin(f'DROP DATABASE "{db}"')
+
+
+# --- promtool ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail(
+            "promtool not found on PATH: install Debian's `prometheus` package "
+            "(apt-get install prometheus) or put Prometheus's promtool on PATH.",
+            pytrace=False,
+        )
+    return path
