@@ -10,6 +10,7 @@ not retried for ever; bad credentials (401/403) stop the processor with a clear 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -40,7 +41,9 @@ class RejectedWriteError(Exception):
 
 
 class InfluxAuthError(RuntimeError):
-    """Credentials or permissions are wrong: a configuration problem a person must fix."""
+    """Credentials, permissions or names (org, bucket) are wrong: a problem a person must fix.
+
+    Raised out of the sink so the processor stops with the message instead of skipping data."""
 
 
 class LineWriter(Protocol):
@@ -61,8 +64,16 @@ def _retry_after(value: str | None) -> float | None:
 
 def _classify(status: int, text: str, retry_after: str | None, what: str) -> Exception:
     detail = text.strip().replace("\n", " ")[:300]
+    try:  # both APIs answer errors as JSON: v2 {"code", "message"}, v1 {"error"}
+        body = json.loads(text)
+        if isinstance(body, dict):
+            detail = str(body.get("message") or body.get("error") or detail)[:300]
+    except ValueError:
+        pass
     if status in (401, 403):
         return InfluxAuthError(f"{what}: HTTP {status}: {detail} (check the InfluxDB token/credentials)")
+    if status == 404:
+        return InfluxAuthError(f"{what}: HTTP {status}: {detail} (check the org, bucket or database name)")
     if status == 429 or status >= 500 or status == 408:
         return TransientWriteError(f"{what}: HTTP {status}: {detail}", _retry_after(retry_after))
     return RejectedWriteError(f"{what}: HTTP {status}: {detail}")
