@@ -73,6 +73,8 @@ class CrossoverSettings(_Strict):
     fast: Annotated[int, Field(ge=1, le=1000)] = 9
     slow: Annotated[int, Field(ge=2, le=1000)] = 21
     average: Literal["sma", "ema"] = "ema"
+    min_gap_pct: Annotated[float, Field(ge=0, lt=50)] = 0.2
+    """A cross counts once the averages are this far apart (in %): noise around zero is no signal."""
 
     @model_validator(mode="after")
     def _fast_below_slow(self) -> CrossoverSettings:

@@ -280,10 +280,11 @@ def _crossover(
         return None
     fast, slow = averages
     gap = pct_change(fast, slow)
-    previous = state.get("cross_gap")
-    state.set("cross_gap", gap)
-    if previous is None or (previous <= 0) == (gap <= 0):
-        return None
+    side = state.get("cross_side")
+    new_side = "above" if gap > cfg.min_gap_pct else "below" if gap < -cfg.min_gap_pct else side
+    state.set("cross_side", new_side)
+    if side is None or new_side == side:
+        return None  # the first side seen is a starting point, not a crossing
     kind: AlertKind = "buy_hint" if gap > 0 else "sell_hint"
     name = f"{cfg.average}{cfg.fast}/{cfg.slow}"
     verb = "above" if gap > 0 else "below"

@@ -81,3 +81,10 @@ def test_rsi_oversold_then_overbought_with_rearm_at_midline() -> None:
 def test_rsi_does_not_repeat_while_staying_oversold_and_is_neutral_when_flat() -> None:
     assert len(run([100 - i * 0.5 for i in range(80)], ONLY_RSI)) == 1
     assert run([100.0] * 60, ONLY_RSI) == []
+
+
+def test_crossover_ignores_noise_around_flat_prices() -> None:
+    default_cross = RuleConfig(drop=None, spike=None, volatility=None, crossover=CrossoverSettings(), rsi=None)
+    assert run(noise(500, seed=9, sigma=0.001), default_cross) == []
+    loose = RuleConfig(drop=None, spike=None, volatility=None, crossover=CrossoverSettings(min_gap_pct=0), rsi=None)
+    assert len(run(noise(500, seed=9, sigma=0.001), loose)) > 5  # without hysteresis the same noise flaps
