@@ -83,3 +83,9 @@ def test_errors_name_file_line_and_field(tmp_path: Path, text: str, expected: st
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(RulesError, match=r"cannot read rules file .*nope\.yaml: No such file"):
         load_rules(tmp_path / "nope.yaml")
+
+
+def test_shipped_example_rules_file_is_valid() -> None:
+    rules = load_rules(Path(__file__).resolve().parent.parent / "config" / "rules.example.yaml")
+    tether = rules.for_coin("tether")
+    assert tether.crossover is None and tether.drop is not None and tether.drop.threshold_pct == 1
