@@ -209,8 +209,8 @@ class InfluxSink(BatchingSink):
         lines: list[str] = []
         for item in batch:
             if isinstance(item.value, list):
-                lines.extend(item.value)
-            else:
+                lines.extend(line for line in item.value if line)
+            elif item.value:
                 lines.append(item.value)
         for start in range(0, len(lines), MAX_LINES_PER_REQUEST):
             chunk = lines[start : start + MAX_LINES_PER_REQUEST]

@@ -15,11 +15,9 @@ written once would make every later float write fail.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
-
-from influxdb_client.client.write.point import Point
-from influxdb_client.domain.write_precision import WritePrecision
 
 from crypto_watcher.messages import Alert, Tick
 
@@ -28,17 +26,42 @@ CHANGE = "change"
 CANDLE = "candle"
 ALERT = "alert"
 
+# The escaping rules of influxdb-client's Point (tests/test_points.py checks byte equality with it
+# for arbitrary input); formatting directly is ~5x faster than building Point objects per record.
+_ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\r": r"\r", "\t": r"\t"})
+_ESCAPE_KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\r": r"\r", "\t": r"\t"})
+_ESCAPE_STRING = str.maketrans({'"': r"\"", "\\": r"\\"})
+
+
+def _number(value: float) -> str | None:
+    if not math.isfinite(value):
+        return None
+    text = str(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
 
 def _line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, Any], time_ms: int) -> str:
-    point = Point(measurement)
-    for name, value in tags.items():
-        point.tag(name, value)
-    for name, value in fields.items():
+    tag_text = "".join(
+        f",{k.translate(_ESCAPE_KEY)}={_tag_value(v)}" for k, v in sorted(tags.items()) if v is not None and v != ""
+    )
+    parts = []
+    for name, value in sorted(fields.items()):
         if value is None:
             continue
-        point.field(name, float(value) if isinstance(value, int | float) else value)
-    point.time(time_ms, WritePrecision.MS)
-    return str(point.to_line_protocol())
+        if isinstance(value, str):
+            parts.append(f'{name.translate(_ESCAPE_KEY)}="{value.translate(_ESCAPE_STRING)}"')
+            continue
+        text = _number(value)
+        if text is not None:
+            parts.append(f"{name.translate(_ESCAPE_KEY)}={text}")
+    if not parts:
+        return ""  # a point needs a field; like Point, say nothing rather than something invalid
+    return f"{measurement.translate(_ESCAPE_MEASUREMENT)}{tag_text} {','.join(parts)} {int(time_ms)}"
+
+
+def _tag_value(value: str) -> str:
+    escaped = value.translate(_ESCAPE_KEY)
+    return escaped + " " if escaped.endswith("\\") else escaped
 
 
 def tick_line(tick: Tick) -> str:

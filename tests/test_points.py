@@ -1,0 +1,57 @@
+"""The line-protocol formatter equals influxdb-client's Point byte for byte, for any input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from influxdb_client.client.write.point import Point
+from influxdb_client.domain.write_precision import WritePrecision
+
+from processor.points import _line
+from tests.support.influx_v2 import parse_line_protocol
+
+names = st.text(min_size=1, max_size=12)
+values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.none(),
+    st.integers(-(10**6), 10**6).map(float),
+)
+
+
+def reference(measurement: str, tags: dict[str, str], fields: dict[str, Any], time_ms: int) -> str:
+    point = Point(measurement)
+    for k, v in tags.items():
+        point.tag(k, v)
+    for k, v in fields.items():
+        point.field(k, v)
+    point.time(time_ms, WritePrecision.MS)
+    return str(point.to_line_protocol())
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(["price", "change", "a b,c"]),
+    st.dictionaries(names, st.text(max_size=10), max_size=4),
+    st.dictionaries(names, values, min_size=1, max_size=5),
+    st.integers(0, 4_102_444_800_000),
+)
+def test_same_bytes_as_influxdb_client_point(
+    measurement: str, tags: dict[str, str], fields: dict[str, Any], time_ms: int
+) -> None:
+    assert _line(measurement, tags, fields, time_ms) == reference(measurement, tags, fields, time_ms)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.text('abc ,="', min_size=1, max_size=6), st.text('xyz ,=\\"', min_size=1, max_size=6), max_size=3
+    ),
+    st.text('pq ,=\\"', min_size=1, max_size=8),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_escaped_output_is_valid_line_protocol(tags: dict[str, str], text: str, number: float) -> None:
+    line = _line("price", tags, {"message": text, "value": number}, 1_767_225_600_000)
+    assert len(parse_line_protocol(line.encode(), "ms")) == 1
