@@ -1,21 +1,75 @@
-"""Logging set-up shared by every service: one line per event, level from CW_LOG_LEVEL."""
+"""Logging for every service: JSON lines for machines, readable lines for people.
+
+``CW_LOG_FORMAT=json`` writes one JSON object per event (time, level, service, logger, message, and
+the context a reader needs: coin, topic, partition, offset, when known); ``console`` writes
+readable lines; ``auto`` (default) picks console on a terminal and JSON otherwise, so containers
+ship JSON to log collectors while a developer sees prose. ``CW_LOG_LEVEL`` sets the level.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+CONTEXT_FIELDS = ("coin", "vs", "key", "topic", "partition", "offset", "alert_id", "kind")
+_context_providers: list[Callable[[], dict[str, Any]]] = []
 
 
-def setup_logging(level: str | None = None, name: str = "crypto-watcher") -> None:
+def add_context_provider(provider: Callable[[], dict[str, Any]]) -> None:
+    """Register a function giving context for the current event (e.g. the Kafka message being processed)."""
+    _context_providers.append(provider)
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for provider in _context_providers:
+            with contextlib.suppress(Exception):  # context is a nicety; never lose the event over it
+                event.update({k: v for k, v in provider().items() if v is not None})
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                event[name] = value
+        if record.exc_info:
+            event["error"] = self.formatException(record.exc_info)
+        return json.dumps(event, default=str)
+
+
+def setup_logging(level: str | None = None, name: str = "crypto-watcher", log_format: str | None = None) -> None:
     chosen = (level or os.environ.get("CW_LOG_LEVEL") or "INFO").upper()
     if chosen not in logging.getLevelNamesMapping():
         raise SystemExit(f"CW_LOG_LEVEL={chosen!r} is not a log level (DEBUG, INFO, WARNING, ERROR)")
-    logging.basicConfig(
-        level=chosen,
-        stream=sys.stderr,
-        format=f"%(asctime)s %(levelname)-7s {name} %(name)s: %(message)s",
-        force=True,
-    )
-    # Quix logs every start-up step at INFO; keep them, but silence chatty HTTP internals.
+    fmt = (log_format or os.environ.get("CW_LOG_FORMAT") or "auto").lower()
+    if fmt not in ("auto", "json", "console"):
+        raise SystemExit(f"CW_LOG_FORMAT={fmt!r} must be auto, json or console")
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter(name))
+    else:
+        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)-7s {name} %(name)s: %(message)s"))
+    logging.basicConfig(level=chosen, handlers=[handler], force=True)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # Quix configures its own handler on the "quixstreams" logger; route it through ours instead.
+    quix = logging.getLogger("quixstreams")
+    quix.handlers.clear()
+    quix.propagate = True

@@ -28,6 +28,7 @@ from quixstreams.models.serializers import Deserializer
 
 from crypto_watcher.config import ProcessorSettings
 from crypto_watcher.kafka import WEEK_MS
+from crypto_watcher.logs import add_context_provider
 from crypto_watcher.messages import Alert, MessageError, Tick
 from processor import metrics
 from processor.dlq import DeadLetters
@@ -107,6 +108,7 @@ def build_pipeline(
         processing_guarantee="at-least-once",
         on_consumer_error=dead.on_consumer_error,
         on_processing_error=dead.on_processing_error,
+        loglevel=None,  # Quix's logs go through the service's handler (JSON or console)
     )
     keep = {"retention.ms": str(4 * WEEK_MS)}
     ticks = app.topic(
@@ -179,5 +181,23 @@ def build_pipeline(
 
 def _log_alert(alert: Alert) -> Alert:
     metrics.ALERTS.labels(alert.kind).inc()
-    log.warning("ALERT %s [%s] %s (id %s)", alert.key, alert.severity, alert.message, alert.id)
+    log.warning(
+        "ALERT %s [%s] %s (id %s)",
+        alert.key,
+        alert.severity,
+        alert.message,
+        alert.id,
+        extra={"coin": alert.coin, "vs": alert.vs, "alert_id": alert.id, "kind": alert.kind},
+    )
     return alert
+
+
+def _kafka_context() -> dict[str, Any]:
+    """The Kafka message being processed, for every log line written while processing it."""
+    from quixstreams import message_context
+
+    ctx = message_context()
+    return {"topic": ctx.topic, "partition": ctx.partition, "offset": ctx.offset}
+
+
+add_context_provider(_kafka_context)

