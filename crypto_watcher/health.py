@@ -138,7 +138,7 @@ def serve(
     ready: Callable[[], bool],
     registry: CollectorRegistry = REGISTRY,
 ) -> HealthServer | None:
-    """Start the endpoints; port 0 disables them (tests running several services in one process)."""
+    """Start the endpoints; a negative port disables them, 0 picks a free one (tests)."""
     if port < 0:
         return None
     server = HealthServer(host, port, registry, live, ready).start()
