@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs the whole pipeline on this machine: Kafka + InfluxDB, the processor, and the producer.
+# Runs the whole pipeline on this machine: Kafka + InfluxDB, the processor, the notifier, the producer.
 # Usage: scripts/run-local.sh [--live] [--keep-services] [producer flags...]
 #   default   the simulated market (offline): bitcoin, ethereum, solana every 2 s, a drop or spike every 90 s
 #   --live    CoinGecko's keyless public API (set CW_COINGECKO_PLAN / CW_COINGECKO_API_KEY for a key)
-# Prices print as they are published; alerts print as the processor raises them.
+# Prices print as they are published; alerts print as the notifier delivers them (console target).
 # Ctrl-C stops the producer (flushing), the processor (committing) and the services it started.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
@@ -32,8 +32,11 @@ trap cleanup INT TERM EXIT
 export CW_COINS="${CW_COINS:-bitcoin,ethereum,solana}"
 crypto-processor --windows "${CW_WINDOWS:-5m,15m}" >"$plog" 2>&1 &
 pids+=($!)
-# Alerts (and any processor error) appear in this terminal as they happen.
-tail -n0 -F "$plog" 2>/dev/null | grep --line-buffered -E "ALERT|ERROR|Traceback" | sed -u 's/^/[processor] /' &
+# Processor errors appear in this terminal; its full log is in $plog.
+tail -n0 -F "$plog" 2>/dev/null | grep --line-buffered -E '"level": "error"|ERROR|Traceback' | sed -u 's/^/[processor] /' &
+pids+=($!)
+# Alerts: the notifier prints each one (and sends it to CW_NOTIFY_URLS when set).
+CW_LOG_LEVEL=WARNING crypto-notifier 2>>"$CW_CACHE_DIR/logs/notifier.log" | sed -u 's/^/[alert] /' &
 pids+=($!)
 
 if ((live)); then

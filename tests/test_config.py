@@ -10,7 +10,7 @@ from crypto_watcher.durations import format_duration, parse_duration_ms
 
 def test_defaults() -> None:
     s = load_settings(ProcessorSettings)
-    assert (s.window_ms, s.cooldown, s.grace, s.drop_pct) == ([900_000], 900_000, 60_000, 5.0)
+    assert (s.window_ms, s.cooldown, s.grace, s.drop_pct) == ([300_000, 900_000, 3_600_000], 900_000, 60_000, 5.0)
     p = load_settings(ProducerSettings)
     assert (p.coins, p.vs_currencies, p.poll_interval, p.coingecko_plan.value) == (
         ["bitcoin", "ethereum"],

@@ -102,7 +102,9 @@ def test_alert_round_trip_and_deterministic_id() -> None:
 
 
 def test_alert_rejects_bad_kind_and_id() -> None:
-    with pytest.raises(MessageError, match="kind: Input should be 'drop' or 'spike'"):
+    with pytest.raises(
+        MessageError, match="kind: Input should be 'drop', 'spike', 'volatility', 'buy_hint' or 'sell_hint'"
+    ):
         Alert.create(**(alert().model_dump() | {"kind": "crash"}))
     with pytest.raises(MessageError, match="id: String should match pattern"):
         Alert.from_json(alert().model_dump() | {"id": "not-an-id"})
