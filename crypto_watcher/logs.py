@@ -53,6 +53,36 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(event, default=str)
 
 
+class RepeatFilter(logging.Filter):
+    """Let an identical message through once per ``window_s``; then say how often it repeated.
+
+    During an outage librdkafka reports the same "brokers are down" many times a second; one line
+    per half minute tells the reader the same thing without burying everything else.
+    """
+
+    def __init__(self, window_s: float = 30.0) -> None:
+        super().__init__()
+        self.window_s = window_s
+        self._seen: dict[tuple[str, int, str], list[float]] = {}  # key -> [first shown at, suppressed]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.levelno, record.getMessage())
+        now = record.created
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self.window_s:
+            seen[1] += 1
+            return False
+        if seen is not None and seen[1]:
+            record.msg = f"{record.getMessage()} (repeated {int(seen[1])} more times in {self.window_s:.0f}s)"
+            record.args = None
+        self._seen[key] = [now, 0]
+        if len(self._seen) > 10_000:
+            self._seen.clear()
+        return True
+
+
 def setup_logging(level: str | None = None, name: str = "crypto-watcher", log_format: str | None = None) -> None:
     chosen = (level or os.environ.get("CW_LOG_LEVEL") or "INFO").upper()
     if chosen not in logging.getLevelNamesMapping():
@@ -67,6 +97,7 @@ def setup_logging(level: str | None = None, name: str = "crypto-watcher", log_fo
         handler.setFormatter(JsonFormatter(name))
     else:
         handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)-7s {name} %(name)s: %(message)s"))
+    handler.addFilter(RepeatFilter())
     logging.basicConfig(level=chosen, handlers=[handler], force=True)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     # Quix configures its own handler on the "quixstreams" logger; route it through ours instead.

@@ -34,7 +34,12 @@ def test_json_lines_with_context_fields() -> None:
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["message"] == "ALERT bitcoin:usd" and first["level"] == "warning" and first["service"] == "processor"
     assert (first["coin"], first["alert_id"], first["topic"], first["partition"], first["offset"]) == (
-        "bitcoin", "abc", "crypto.ticks", 2, 41)
+        "bitcoin",
+        "abc",
+        "crypto.ticks",
+        2,
+        41,
+    )
     assert "ValueError: boom" in second["error"]
 
 
@@ -49,3 +54,19 @@ def test_bad_settings_are_refused() -> None:
         logs.setup_logging("INFO", "x", "xml")
     with pytest.raises(SystemExit, match="CW_LOG_LEVEL='LOUD'"):
         logs.setup_logging("loud", "x")
+
+
+def test_repeated_warnings_are_summarised() -> None:
+    stream, log = capture("console")
+    for _ in range(50):
+        log.error("Kafka consumer error: 1/1 brokers are down")
+    log.info("still here")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0].endswith("brokers are down") and lines[1].endswith("still here")
+    flt = logging.getLogger().handlers[0].filters[0]
+    assert isinstance(flt, logs.RepeatFilter)
+    record = logging.LogRecord(
+        "test.logs", logging.ERROR, __file__, 1, "Kafka consumer error: 1/1 brokers are down", None, None
+    )
+    record.created += 31
+    assert flt.filter(record) and record.getMessage().endswith("(repeated 49 more times in 30s)")
