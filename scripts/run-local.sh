@@ -30,6 +30,7 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 export CW_COINS="${CW_COINS:-bitcoin,ethereum,solana}"
+export CW_LOG_FORMAT="${CW_LOG_FORMAT:-console}"   # a person is watching: prose, not JSON
 crypto-processor --windows "${CW_WINDOWS:-5m,15m}" >"$plog" 2>&1 &
 pids+=($!)
 # Processor errors appear in this terminal; its full log is in $plog.
