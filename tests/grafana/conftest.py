@@ -14,14 +14,14 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import pytest
 import requests
 
-from crypto_watcher.messages import Alert, Tick, message_key
-from processor.points import alert_line, candle_line, change_line, tick_line
-from processor.signals import candle_record, window_change
+from crypto_watcher.messages import Tick
+from tests.support.pipeline import processor_settings, publisher, run_processor
+from tests.support.services import Services, unique
 
 INFLUX_URL = os.environ.get("CW_INFLUX_URL", "http://127.0.0.1:8086").rstrip("/")
 
@@ -91,93 +91,6 @@ def scripted_ticks(end_ms: int) -> list[Tick]:
     return ticks
 
 
-def window_changes(ticks: list[Tick]) -> list[dict[str, Any]]:
-    """What the processor stores in ``change``: one result per tick and sliding window over the
-    ticks in (t - window, t], made by the processor's own :func:`processor.signals.window_change`."""
-    by_pair: dict[tuple[str, str], list[Tick]] = {}
-    for tick in ticks:
-        by_pair.setdefault((tick.coin, tick.vs), []).append(tick)
-    changes = []
-    for (coin, vs), pair_ticks in by_pair.items():
-        for i, tick in enumerate(pair_ticks):
-            for window, window_ms in WINDOWS_MS.items():
-                inside = [p for p in pair_ticks[: i + 1] if p.event_time > tick.event_time - window_ms]
-                prices = [p.price for p in inside]
-                aggregate = {
-                    "start": inside[0].event_time,
-                    "end": tick.event_time,
-                    "first": prices[0],
-                    "last": prices[-1],
-                    "high": max(prices),
-                    "low": min(prices),
-                    "ticks": len(prices),
-                }
-                changes.append(window_change(aggregate, message_key(coin, vs), window, window_ms))
-    return changes
-
-
-def candles(ticks: list[Tick]) -> list[dict[str, Any]]:
-    """Tumbling OHLC candles per pair and interval, as :func:`processor.signals.candle_record`
-    makes them (stored at the candle's start)."""
-    buckets: dict[tuple[str, str, int, int], list[Tick]] = {}
-    for tick in ticks:
-        for interval_ms in CANDLES_MS.values():
-            key = (tick.coin, tick.vs, interval_ms, tick.event_time // interval_ms)
-            buckets.setdefault(key, []).append(tick)
-    records = []
-    for (coin, vs, interval_ms, index), bucket in sorted(buckets.items()):
-        prices = [t.price for t in bucket]
-        aggregate = {
-            "start": index * interval_ms,
-            "end": bucket[-1].event_time,
-            "open": prices[0],
-            "high": max(prices),
-            "low": min(prices),
-            "close": prices[-1],
-            "ticks": len(prices),
-        }
-        records.append(candle_record(aggregate, message_key(coin, vs), interval_ms))
-    return records
-
-
-def scripted_alerts(changes: list[dict[str, Any]]) -> list[Alert]:
-    """Drop and spike alerts on the 15m window, once per crossing (re-armed below threshold)."""
-    alerts = []
-    armed: dict[tuple[str, str, str], bool] = {}
-    for change in sorted(changes, key=lambda c: c["end"]):
-        if change["window"] != ALERT_WINDOW:
-            continue
-        moves: tuple[tuple[Literal["drop", "spike"], float, float], ...] = (
-            ("drop", change["drawdown_pct"], change["high"]),
-            ("spike", change["runup_pct"], change["low"]),
-        )
-        for kind, value, reference in moves:
-            key = (change["coin"], change["vs"], kind)
-            crossed = abs(value) >= ALERT_THRESHOLD_PCT
-            if crossed and armed.get(key, True):
-                alerts.append(
-                    Alert(
-                        id=Alert.make_id(change["coin"], change["vs"], "default", kind, ALERT_WINDOW, change["end"]),
-                        coin=change["coin"],
-                        vs=change["vs"],
-                        kind=kind,
-                        rule="default",
-                        window=ALERT_WINDOW,
-                        window_ms=WINDOWS_MS[ALERT_WINDOW],
-                        change_pct=value,
-                        price=change["last"],
-                        reference_price=reference,
-                        threshold_pct=ALERT_THRESHOLD_PCT,
-                        event_time=change["end"],
-                        severity="warning",
-                        message=f"{change['coin']} {kind} {value:+.2f}% over {ALERT_WINDOW} "
-                        f"({reference:g} -> {change['last']:g} {change['vs']})",
-                    )
-                )
-            armed[key] = not crossed
-    return alerts
-
-
 # --- InfluxDB ---------------------------------------------------------------------------------
 
 
@@ -196,13 +109,6 @@ def _influx_admin(statement: str) -> None:
     response = requests.post(f"{INFLUX_URL}/query", params={"q": statement}, timeout=30)
     response.raise_for_status()
     assert "error" not in response.json()["results"][0], response.text
-
-
-def _write(db: str, lines: list[str]) -> None:
-    for start in range(0, len(lines), 5_000):
-        body = "\n".join(lines[start : start + 5_000]).encode()
-        response = requests.post(f"{INFLUX_URL}/write", params={"db": db, "precision": "ms"}, data=body, timeout=60)
-        assert response.status_code == 204, f"write failed: {response.status_code} {response.text}"
 
 
 @pytest.fixture(scope="session")
@@ -241,41 +147,45 @@ class Feed:
 
 
 @pytest.fixture(scope="session")
-def scripted_feed_db(influxdb: str) -> Iterator[Feed]:
-    """A fresh database holding 70 minutes of a scripted market up to now, in the storage schema.
+def scripted_feed_db(influxdb: str, services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feed]:
+    """A fresh database holding 70 minutes of a scripted market up to now, *as the pipeline wrote it*.
 
-    Window changes and candles are computed by the processor's own record builders
-    (``processor.signals.window_change``, ``candle_record``) from scripted ticks; everything is
-    written as ``processor.points`` formats it (tick_line, change_line, candle_line, alert_line).
-    Replace the body with a real pipeline run (scripted ticks -> Kafka -> processor -> this
-    database) once one exists: the tests only rely on the schema and on the scenario in
-    :class:`Feed`.
+    The scripted ticks are published to Kafka and processed by the real processor (once per candle
+    interval the dashboards offer), so every panel and rule query below reads exactly what
+    production would store: prices, changes, candles and the processor's own alerts.
     """
     db = f"cw_grafana_test_{os.getpid()}_{secrets.token_hex(4)}"
     end_ms = int(time.time() * 1000) // 1000 * 1000
     ticks = scripted_ticks(end_ms)
-    changes = window_changes(ticks)
-    alerts = scripted_alerts(changes)
-    candle_records = candles(ticks)
-    _influx_admin(f'CREATE DATABASE "{db}"')
+    tag = unique("grafana")
+    topics = {"ticks": f"{tag}.ticks", "alerts": f"{tag}.alerts", "dlq": f"{tag}.dlq"}
+    out = publisher(services, topics["ticks"], partitions=2)
+    for tick in ticks:
+        out.publish(tick)
+    assert out.flush(30) == 0
     try:
-        _write(db, [tick_line(t) for t in ticks])
-        _write(db, [change_line(c) for c in changes])
-        _write(db, [candle_line(c) for c in candle_records])
-        _write(db, [alert_line(a) for a in alerts])
-        yield Feed(
-            db=db,
-            start_ms=end_ms - HISTORY_MS,
-            end_ms=end_ms,
-            counts={
-                "price": len(ticks),
-                "change": len(changes),
-                "candle": len(candle_records),
-                "alert": len(alerts),
-            },
-        )
+        for interval, interval_ms in CANDLES_MS.items():
+            settings = processor_settings(
+                services,
+                topics,
+                db,
+                tmp_path_factory.mktemp(f"grafana-{interval}"),
+                windows=list(WINDOWS_MS),
+                candle_interval=interval_ms,
+                consumer_group=unique(f"grafana-{interval}"),
+            )
+            run_processor(settings, idle_s=4)
+        counts = {m: _count(db, m) for m in ("price", "change", "candle", "alert")}
+        assert counts["price"] == len(ticks), counts
+        assert counts["alert"] > 0, "the scripted crash and spike must have alerted"
+        yield Feed(db=db, start_ms=end_ms - HISTORY_MS, end_ms=end_ms, counts=counts)
     finally:
         _influx_admin(f'DROP DATABASE "{db}"')
+
+
+def _count(db: str, measurement: str) -> int:
+    series = influx_query(db, f"SELECT count(*) FROM {measurement}").get("series", [])
+    return max((int(v) for v in series[0]["values"][0][1:] if v is not None), default=0) if series else 0
 
 
 @pytest.fixture(scope="session")
