@@ -216,7 +216,8 @@ def rate_limited_share() -> stat.Panel:
     return _stat(
         "429 share (range)",
         "Share of CoinGecko calls answered with 429 in the time range.",
-        'sum(increase(cw_producer_api_calls_total{status="429"}[$__range])) '
+        # "or vector(0)": with no 429 at all the share is 0 %, not "No data"
+        '(sum(increase(cw_producer_api_calls_total{status="429"}[$__range])) or vector(0)) '
         "/ sum(increase(cw_producer_api_calls_total[$__range]))",
         "percentunit",
         [(None, "green"), (0.05, "orange"), (0.25, "red")],
