@@ -86,7 +86,11 @@ class ProducerSettings(KafkaSettings, HttpSettings):
     source: SourceKind = SourceKind.COINGECKO
     """Market source: `coingecko` or `simulate` (offline random walk with scheduled moves)."""
     coins: CommaList = Field(default_factory=lambda: ["bitcoin", "ethereum"])
-    """CoinGecko coin ids to watch."""
+    """Coins to watch: CoinGecko ids, symbols or names, comma separated (ids pass through; see CoinGecko access)."""
+    top_n: Annotated[int, Field(ge=0, le=5000)] = 0
+    """Watch the top N coins by market cap (from /coins/markets) instead of `CW_COINS`; 0: off."""
+    top_n_refresh: Annotated[int, Field(gt=0)] = 3_600_000
+    """How often the top-N list is fetched again."""
     vs_currencies: CommaList = Field(default_factory=lambda: ["usd"])
     """Currencies to quote in, comma separated."""
     poll_interval: Annotated[int, Field(gt=0)] = 60_000
@@ -100,7 +104,17 @@ class ProducerSettings(KafkaSettings, HttpSettings):
     coingecko_timeout: Annotated[int, Field(gt=0)] = 10_000
     """Timeout of one CoinGecko call."""
     coingecko_calls_per_minute: Annotated[float, Field(gt=0)] | None = None
-    """Defaults to the plan's budget (public 10, demo 30, pro 500)."""
+    """Call budget shared by every CoinGecko call. Defaults to the plan's (public 10, demo 30, pro 500)."""
+    coingecko_monthly_calls: Annotated[int, Field(gt=0)] | None = None
+    """Monthly call credits of your plan (Demo has had 10,000): warns at start-up if polling would spend more."""
+    coingecko_ids_per_call: Annotated[int, Field(ge=1, le=1000)] = 250
+    """Coin ids per /simple/price call (fewer when their URL would pass 5,000 characters)."""
+    coingecko_cache_dir: str = ".cache/coingecko"
+    """Folder of the cached coin list (symbol and name lookup) and of backfill checkpoints."""
+    coins_list_ttl: Annotated[int, Field(gt=0)] = 86_400_000
+    """How long the cached /coins/list is used before it is fetched again."""
+    stale_after: Annotated[int, Field(gt=0)] = 600_000
+    """A quote whose update time has not moved for this long is reported stale (log line and gauge)."""
     max_backoff: Annotated[int, Field(gt=0)] = 300_000
     """Longest wait between retries after failures (without a Retry-After)."""
     simulate_seed: int = 42
@@ -117,6 +131,9 @@ class ProducerSettings(KafkaSettings, HttpSettings):
         "poll_interval",
         "coingecko_timeout",
         "max_backoff",
+        "top_n_refresh",
+        "coins_list_ttl",
+        "stale_after",
         "simulate_event_every",
         "simulate_event_over",
         mode="before",

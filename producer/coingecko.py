@@ -1,21 +1,32 @@
-"""CoinGecko HTTP access: plans, keys, and turning every failure into one classified error.
+"""CoinGecko HTTP access: plans, keys, the shared call budget, and one classified error per failure.
 
-The poll loop decides *when* to call again; this module only says *what happened*, so rate limits,
-server errors, Cloudflare HTML pages and broken JSON all reach the loop as a ``CoinGeckoError``
-with a kind, the HTTP status and the server's Retry-After when it sent one.
+Rate limits, server errors, Cloudflare HTML pages, timeouts, resets and broken JSON all reach the
+caller as a ``CoinGeckoError`` with a kind, the HTTP status and the server's Retry-After when it
+sent one. Every call first waits for its turn in the shared ``RateLimiter`` and is counted in
+``cw_producer_api_calls_total`` / ``cw_producer_api_errors_total``. The caller decides *when* to try
+again: the poll loop with its own backoff, everything else through ``get_with_retries``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import random
+import re
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
 
 from crypto_watcher import __version__
 from crypto_watcher.config import Plan
+from producer.metrics import ProducerMetrics, default_metrics
+from producer.ratelimit import RateLimiter, Stopped, UsageLog
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +40,13 @@ class PlanInfo:
     key_header: str | None
     calls_per_minute: float
     """Conservative default budget; CoinGecko's published figures disagree, so it is configurable."""
+    monthly_calls: int | None = None
+    """Monthly call credits where a figure has been published (Demo: 10,000); only informs a hint."""
 
 
 PLANS: dict[Plan, PlanInfo] = {
     Plan.PUBLIC: PlanInfo(PUBLIC_URL, None, 10.0),
-    Plan.DEMO: PlanInfo(PUBLIC_URL, "x-cg-demo-api-key", 30.0),
+    Plan.DEMO: PlanInfo(PUBLIC_URL, "x-cg-demo-api-key", 30.0, 10_000),
     Plan.PRO: PlanInfo(PRO_URL, "x-cg-pro-api-key", 500.0),
 }
 
@@ -45,6 +58,9 @@ HTML = "html"
 TIMEOUT = "timeout"
 CONNECTION = "connection"
 MALFORMED = "malformed"
+
+MAX_RETRY_AFTER_S = 3600.0
+"""A Retry-After is honoured up to an hour; a larger one is more likely garbage than a plan."""
 
 
 class CoinGeckoError(Exception):
@@ -63,13 +79,77 @@ class CoinGeckoError(Exception):
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date; None if absent/garbled."""
     if not value:
         return None
     try:
         seconds = float(value)
     except ValueError:
-        return None  # HTTP-date form: fall back to our own backoff rather than parse clocks.
-    return max(0.0, seconds)
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
+
+
+_COIN_PATH = re.compile(r"^/coins/(?!list$|markets$)[^/]+(/.*)?$")
+
+
+def endpoint_label(path: str) -> str:
+    """The ``endpoint`` label: the API path with the coin id templated (bounded cardinality)."""
+    path = "/" + path.strip("/")
+    match = _COIN_PATH.match(path)
+    if match:
+        return "/coins/{id}" + (match.group(1) or "")
+    return path
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter; a server's Retry-After always wins.
+
+    Delays after consecutive failures are drawn from [c/2, c] with c = base * 2^(n-1) capped at
+    ``max_s``: spaced enough never to hammer a struggling server, jittered so that many clients
+    do not retry in lockstep. A Retry-After (429, 503) is honoured as given (up to an hour).
+    """
+
+    base_s: float = 1.0
+    max_s: float = 300.0
+    failures: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+    last_delay: float = 0.0
+
+    def next_delay(self, retry_after: float | None = None, retryable: bool = True) -> float:
+        self.failures += 1
+        if retry_after is not None:
+            delay = min(max(retry_after, self.base_s), MAX_RETRY_AFTER_S)
+        elif not retryable:
+            delay = self.max_s
+        else:
+            ceiling = min(self.max_s, self.base_s * 2 ** min(self.failures - 1, 60))
+            delay = max(self.base_s / 2, self.rng.uniform(ceiling / 2, ceiling))
+        self.last_delay = delay
+        return delay
+
+    def reset(self) -> None:
+        self.failures = 0
+        self.last_delay = 0.0
+
+
+def describe_failure(exc: CoinGeckoError, delay: float, attempt: int) -> str:
+    """The one log line a failed call gets: what happened, and when the next try is."""
+    if exc.retry_after is not None:
+        why = f"server asked to wait (Retry-After {exc.retry_after:g}s)"
+    elif not exc.retryable:
+        why = "retrying cannot fix this (check plan, key and base URL)"
+    else:
+        why = f"attempt {attempt}, backing off"
+    return f"CoinGecko call failed [{exc.kind}]: {exc}; next try in {delay:.1f}s ({why})"
 
 
 def _error_text(body: str) -> str:
@@ -90,6 +170,18 @@ def _error_text(body: str) -> str:
     return body[:120]
 
 
+def _cause(exc: BaseException) -> str:
+    """The innermost reason of a requests failure ("ConnectionResetError", "IncompleteRead"), short."""
+    seen = exc
+    while seen.__cause__ is not None or seen.__context__ is not None:
+        nxt = seen.__cause__ or seen.__context__
+        assert nxt is not None
+        seen = nxt
+    name = seen.__class__.__name__
+    text = str(seen).split("\n")[0][:100]
+    return f"{exc.__class__.__name__} ({name}: {text})" if seen is not exc else f"{name}: {text}"
+
+
 class CoinGeckoClient:
     """One HTTP session to CoinGecko for one plan; ``get`` returns parsed JSON or raises CoinGeckoError."""
 
@@ -100,6 +192,10 @@ class CoinGeckoClient:
         base_url: str | None = None,
         timeout_s: float = 10.0,
         session: requests.Session | None = None,
+        *,
+        limiter: RateLimiter | None = None,
+        metrics: ProducerMetrics | None = None,
+        usage: UsageLog | None = None,
     ) -> None:
         info = PLANS[plan]
         if info.key_header and not api_key:
@@ -113,17 +209,90 @@ class CoinGeckoClient:
         self.session.headers["Accept"] = "application/json"
         if info.key_header and api_key:
             self.session.headers[info.key_header] = api_key
+        self.limiter = limiter
+        """Shared by every call; None means unlimited (unit tests, the end-to-end test)."""
+        self.metrics = metrics or default_metrics()
+        self.usage = usage
+        self._lock = threading.Lock()  # one requests.Session is not thread-safe
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        url = f"{self.base_url}/{path.lstrip('/')}"
+        """One call (after waiting for its turn in the budget): parsed JSON, or CoinGeckoError.
+
+        Raises ``Stopped`` when the producer stops while the call waits for its turn.
+        """
+        path = "/" + path.strip("/")
+        endpoint = endpoint_label(path)
+        turn: AbstractContextManager[None] = self.limiter.call() if self.limiter is not None else nullcontext()
+        status = "error"
         try:
-            response = self.session.get(url, params=params, timeout=self.timeout_s)
+            with turn, self._lock:
+                response = self._send(path, params)
+                status = str(response.status_code)
+                result = self._decode(path, response)
+        except CoinGeckoError as exc:
+            self._count(endpoint, status, exc)
+            if exc.kind == RATE_LIMITED and exc.retry_after is not None and self.limiter is not None:
+                self.limiter.hold(exc.retry_after)
+            raise
+        self._count(endpoint, status, None)
+        return result
+
+    def _send(self, path: str, params: dict[str, Any] | None) -> requests.Response:
+        url = f"{self.base_url}{path}"
+        try:
+            return self.session.get(url, params=params, timeout=self.timeout_s)
         except requests.Timeout as exc:
-            raise CoinGeckoError(TIMEOUT, f"no answer within {self.timeout_s:g}s from {path}") from exc
+            raise CoinGeckoError(TIMEOUT, f"{path}: no answer within {self.timeout_s:g}s") from exc
         except requests.RequestException as exc:
-            # ConnectionError, ChunkedEncodingError (body cut short), ContentDecodingError, ...
-            raise CoinGeckoError(CONNECTION, f"connection to {self.base_url} failed: {exc.__class__.__name__}") from exc
-        return self._decode(path, response)
+            # ConnectionError (refused, reset), ChunkedEncodingError (body cut short), ...
+            raise CoinGeckoError(CONNECTION, f"{path}: connection to {self.base_url} failed: {_cause(exc)}") from exc
+
+    def _count(self, endpoint: str, status: str, error: CoinGeckoError | None) -> None:
+        self.metrics.api_calls.labels(endpoint=endpoint, status=status).inc()
+        if error is not None:
+            self.metrics.api_errors.labels(kind=error.kind).inc()
+        if self.usage is not None:
+            self.usage.record(error is None, rate_limited=error is not None and error.kind == RATE_LIMITED)
+
+    def get_with_retries(
+        self,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        backoff: Backoff | None = None,
+        stop: threading.Event | None = None,
+        on_retry: Callable[[CoinGeckoError, float], None] | None = None,
+        wait: Callable[[float], bool] | None = None,
+        max_attempts: int | None = None,
+    ) -> Any:
+        """``get`` until it succeeds: retryable failures back off (Retry-After first), one log line each.
+
+        Non-retryable failures (wrong key, unknown coin, plan limits) are raised at once, and so is
+        the last failure after ``max_attempts`` (None: no limit); a stop request while waiting
+        raises ``Stopped``. ``wait(seconds) -> bool`` (True: stop) replaces
+        the real wait in tests.
+        """
+        backoff = backoff or Backoff()
+        stop = stop or threading.Event()
+        while True:
+            if stop.is_set():
+                raise Stopped
+            try:
+                result = self.get(path, params)
+            except CoinGeckoError as exc:
+                if not exc.retryable or (max_attempts is not None and backoff.failures + 1 >= max_attempts):
+                    backoff.reset()
+                    raise
+                delay = backoff.next_delay(exc.retry_after)
+                log.warning("%s", describe_failure(exc, delay, backoff.failures))
+                if on_retry is not None:
+                    on_retry(exc, delay)
+                stopped = wait(delay) if wait is not None else stop.wait(delay)
+                if stopped:
+                    raise Stopped from None
+                continue
+            backoff.reset()
+            return result
 
     def _decode(self, path: str, response: requests.Response) -> Any:
         status = response.status_code

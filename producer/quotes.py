@@ -1,8 +1,9 @@
-"""Turn a CoinGecko ``/simple/price`` answer into validated ticks, one bad record never spoiling the rest.
+"""Turn CoinGecko answers into validated ticks, one bad record never spoiling the rest.
 
-A response is untrusted input: any coin's entry may lack fields or carry null, negative, NaN,
-infinite or string prices. Each such record is skipped with a ``Problem`` naming the coin, the
-field and the value, and every good record still becomes a ``Tick``.
+``/simple/price`` (live quotes), ``/coins/{id}/market_chart/range`` (history) and the ids of a
+``/coins/markets`` page (the top-N list). A response is untrusted input: any coin's entry may lack
+fields or carry null, negative, NaN, infinite or string prices. Each such record is skipped with a
+``Problem`` naming the coin, the field and the value, and every good record still becomes a ``Tick``.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crypto_watcher.messages import MessageError, Source, Tick
+
+if TYPE_CHECKING:
+    from producer.coingecko import CoinGeckoError
 
 # The ``reason`` label of cw_producer_records_skipped_total.
 BAD_VALUE = "bad_value"
@@ -38,6 +42,10 @@ class Problem:
 class ParsedQuotes:
     ticks: list[Tick]
     problems: list[Problem]
+    error: CoinGeckoError | None = None
+    """Set when a call failed part-way through a poll: ``ticks`` holds what arrived before it."""
+    stopped: bool = False
+    """The producer is stopping and the poll ended early: ``ticks`` holds what arrived before."""
 
 
 def _number(value: Any) -> float | None:
@@ -147,3 +155,110 @@ def _tick(
     except MessageError as exc:
         result.problems.append(Problem(BAD_VALUE, coin, vs, str(exc)))
         return None
+
+
+def _pairs(value: Any) -> list[tuple[int, Any]] | None:
+    """``[[ms, value], ...]`` as (ms, raw value) pairs; None if not a list. Bad pairs get ts -1."""
+    if not isinstance(value, list):
+        return None
+    out: list[tuple[int, Any]] = []
+    for pair in value:
+        ts = _number(pair[0]) if isinstance(pair, list) and len(pair) == 2 else None
+        if ts is None or ts != int(ts) or ts <= 0:
+            out.append((-1, pair))
+        else:
+            out.append((int(ts), pair[1]))
+    return out
+
+
+def parse_market_chart(
+    payload: Any,
+    coin: str,
+    vs: str,
+    fetch_time_ms: int,
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    source: Source = "backfill",
+    symbol: str | None = None,
+) -> ParsedQuotes:
+    """Ticks from ``/coins/{id}/market_chart/range``: one per ``prices`` point in [start_ms, end_ms).
+
+    Event time is the point's own timestamp (ms); market cap and volume are joined by timestamp
+    (a missing or bad one leaves the field empty). Points outside the range (the request may be
+    wider than the range to get the wanted granularity) are dropped silently; repeated timestamps
+    keep the last point, so every tick of a chunk has a distinct event time.
+    """
+    result = ParsedQuotes([], [])
+    if not isinstance(payload, dict):
+        result.problems.append(Problem(BAD_VALUE, coin, vs, f"response is {type(payload).__name__}, not an object"))
+        return result
+    prices = _pairs(payload.get("prices"))
+    if prices is None:
+        result.problems.append(Problem(MISSING_FIELD, coin, vs, "field prices is missing or not a list"))
+        return result
+    extras: dict[str, dict[int, float]] = {}
+    for name, field in (("market_cap", "market_caps"), ("volume_24h", "total_volumes")):
+        extras[name] = {}
+        for ts, raw in _pairs(payload.get(field)) or []:
+            number = _number(raw)
+            if ts > 0 and number is not None and number >= 0:
+                extras[name][ts] = number
+    by_time: dict[int, Tick] = {}
+    for i, (ts, raw) in enumerate(prices):
+        if ts < 0:
+            result.problems.append(Problem(BAD_VALUE, coin, vs, f"field prices[{i}] has bad value {raw!r:.60}"))
+            continue
+        if (start_ms is not None and ts < start_ms) or (end_ms is not None and ts >= end_ms):
+            continue
+        price = _number(raw)
+        if price is None or price <= 0:
+            result.problems.append(Problem(BAD_VALUE, coin, vs, f"field prices[{i}] at {ts} has bad value {raw!r:.60}"))
+            continue
+        try:
+            by_time[ts] = Tick.create(
+                coin=coin,
+                symbol=symbol,
+                vs=vs,
+                price=price,
+                market_cap=extras["market_cap"].get(ts),
+                volume_24h=extras["volume_24h"].get(ts),
+                source=source,
+                event_time=ts,
+                fetch_time=fetch_time_ms,
+            )
+        except MessageError as exc:
+            result.problems.append(Problem(BAD_VALUE, coin, vs, f"prices[{i}]: {exc}"))
+    result.ticks = [by_time[t] for t in sorted(by_time)]
+    return result
+
+
+def parse_market_ids(payload: Any) -> list[tuple[str, str | None]]:
+    """(id, symbol) of each row of a ``/coins/markets`` page, in the page's order; bad rows are skipped."""
+    if not isinstance(payload, list):
+        return []
+    out: list[tuple[str, str | None]] = []
+    for row in payload:
+        if isinstance(row, dict) and isinstance(row.get("id"), str) and row["id"]:
+            symbol = row.get("symbol")
+            out.append((row["id"], symbol if isinstance(symbol, str) else None))
+    return out
+
+
+def parse_market_caps(payload: Any) -> dict[str, float]:
+    """Market cap per coin id from a ``/coins/markets`` page (rows without a usable cap are left out)."""
+    caps: dict[str, float] = {}
+    if isinstance(payload, list):
+        for row in payload:
+            if isinstance(row, dict) and isinstance(row.get("id"), str):
+                cap = _number(row.get("market_cap"))
+                if cap is not None and cap > 0:
+                    caps[row["id"]] = cap
+    return caps
+
+
+def markets_params(vs: str, page: int = 1, per_page: int = 250, ids: Iterable[str] | None = None) -> dict[str, str]:
+    params = {"vs_currency": vs, "order": "market_cap_desc", "per_page": str(per_page), "page": str(page)}
+    if ids is not None:
+        params["ids"] = ",".join(ids)
+    return params

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crypto_watcher.messages import Tick
-from producer.quotes import BAD_VALUE, MISSING_FIELD, UNKNOWN_ID, parse_simple_price
+from producer.quotes import BAD_VALUE, MISSING_FIELD, UNKNOWN_ID, parse_market_chart, parse_simple_price
 
 NOW = 1_700_000_100_000
 
@@ -99,3 +99,65 @@ def test_any_json_gives_valid_ticks_or_problems(payload: Any) -> None:
             assert any(t.coin == coin and t.vs == v for t in parsed.ticks) or any(
                 p.skipped and p.coin in (coin, "*") and p.vs in (v, None) for p in parsed.problems
             ), json.dumps(payload, default=str)[:200]
+
+
+# --- /coins/{id}/market_chart/range (backfill) ---------------------------------------------------
+
+START_MS, END_MS = 1_700_000_000_000, 1_700_086_400_000
+timestamps = st.integers(min_value=START_MS - 3_600_000, max_value=END_MS + 3_600_000)
+chart_pairs = st.lists(st.one_of(st.tuples(timestamps, json_values | st.floats()).map(list), json_values), max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        json_values,
+        st.fixed_dictionaries(
+            {}, optional={"prices": chart_pairs | json_values, "market_caps": chart_pairs, "total_volumes": chart_pairs}
+        ),
+    )
+)
+def test_any_market_chart_gives_valid_ticks_in_range_with_distinct_times(payload: Any) -> None:
+    parsed = parse_market_chart(payload, "bitcoin", "usd", NOW, start_ms=START_MS, end_ms=END_MS)
+    times = [t.event_time for t in parsed.ticks]
+    assert times == sorted(set(times))  # ordered, one tick per timestamp
+    for tick in parsed.ticks:
+        assert Tick.from_json(tick.to_json()) == tick
+        assert START_MS <= tick.event_time < END_MS and tick.source == "backfill"
+        assert math.isfinite(tick.price) and tick.price > 0
+    prices = payload.get("prices") if isinstance(payload, dict) else None
+    good = {
+        int(p[0])
+        for p in (prices if isinstance(prices, list) else [])
+        if isinstance(p, list)
+        and len(p) == 2
+        and all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in p)
+        and p[0] == int(p[0])
+        and START_MS <= p[0] < END_MS
+        and p[1] > 0
+    }
+    assert set(times) == good  # every good point in range became a tick, nothing else did
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=START_MS, max_value=END_MS - 1), st.floats(min_value=1e-9, max_value=1e9)),
+        max_size=20,
+    ),
+    st.floats(min_value=0, max_value=1e15),
+)
+def test_market_caps_and_volumes_are_joined_by_timestamp(points: list[tuple[int, float]], cap: float) -> None:
+    payload = {
+        "prices": [[t, p] for t, p in points],
+        "market_caps": [[t, cap] for t, _ in points[::2]],
+        "total_volumes": [[t, cap / 2] for t, _ in points[1::2]],
+    }
+    parsed = parse_market_chart(payload, "bitcoin", "usd", NOW)
+    caps = {t for t, _ in points[::2]}
+    volumes = {t for t, _ in points[1::2]}
+    last = {t: p for t, p in points}
+    for tick in parsed.ticks:
+        assert tick.price == last[tick.event_time]
+        assert tick.market_cap == (cap if tick.event_time in caps else None)
+        assert tick.volume_24h == (cap / 2 if tick.event_time in volumes else None)
