@@ -47,6 +47,13 @@ def _duration(value: Any) -> Any:
     return value
 
 
+def _retention(value: Any) -> Any:
+    """Like a duration, but "0" or "forever" mean Kafka keeps the data for ever."""
+    if isinstance(value, str) and value.strip().lower() in ("0", "forever", "infinite", "-1"):
+        return 0
+    return _duration(value)
+
+
 class _Base(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True, use_attribute_docstrings=True)
 
@@ -60,8 +67,13 @@ class KafkaSettings(_Base):
     """Topic the processor publishes alerts to."""
     dlq_topic: str = TICKS_DLQ_TOPIC
     """Dead-letter topic for ticks the processor cannot use."""
+    topic_retention: Annotated[int, Field(ge=0)] = 28 * 86_400_000
+    """How long Kafka keeps ticks, alerts and dead letters (replays and backfills need it; it goes by
+    event time, so backfilled history older than this is deleted). 0 or `forever`: never deleted."""
     ticks_partitions: Annotated[int, Field(ge=1, le=1000)] = 3
     """Partitions of the ticks topic when the producer creates it (the processor's max parallelism)."""
+
+    _keep = field_validator("topic_retention", mode="before")(_retention)
 
 
 class HttpSettings(_Base):
@@ -126,8 +138,8 @@ class ProducerSettings(KafkaSettings, HttpSettings):
     simulate_event_over: Annotated[int, Field(gt=0)] = 60_000
     """How long each simulated move takes."""
 
-    _lists = field_validator("coins", "vs_currencies", mode="before")(_split_commas)
-    _durations = field_validator(
+    _producer_lists = field_validator("coins", "vs_currencies", mode="before")(_split_commas)
+    _producer_durations = field_validator(
         "poll_interval",
         "coingecko_timeout",
         "max_backoff",
@@ -172,7 +184,7 @@ class InfluxSettings(_Base):
     influx_timeout: Annotated[int, Field(gt=0)] = 10_000
     """Timeout of one InfluxDB write."""
 
-    _durations = field_validator("influx_timeout", mode="before")(_duration)
+    _influx_durations = field_validator("influx_timeout", mode="before")(_duration)
 
 
 class ProcessorSettings(KafkaSettings, InfluxSettings, HttpSettings):
@@ -202,8 +214,10 @@ class ProcessorSettings(KafkaSettings, InfluxSettings, HttpSettings):
     cooldown: Annotated[int, Field(ge=0)] = 900_000
     """After an alert, the same pair, rule and window stays quiet this long (event time)."""
 
-    _lists = field_validator("windows", mode="before")(_split_commas)
-    _durations = field_validator("grace", "cooldown", "commit_interval", "candle_interval", mode="before")(_duration)
+    _processor_lists = field_validator("windows", mode="before")(_split_commas)
+    _processor_durations = field_validator("grace", "cooldown", "commit_interval", "candle_interval", mode="before")(
+        _duration
+    )
 
     @field_validator("windows")
     @classmethod

@@ -12,6 +12,11 @@ log = logging.getLogger(__name__)
 WEEK_MS = 7 * 24 * 3600 * 1000
 
 
+def retention_config(retention_ms: int) -> str:
+    """Kafka's ``retention.ms`` for a retention setting (0 = keep for ever = -1)."""
+    return "-1" if retention_ms <= 0 else str(retention_ms)
+
+
 def ensure_topic(bootstrap: str, name: str, partitions: int, retention_ms: int = 4 * WEEK_MS) -> None:
     """Create ``name`` unless it exists. Retention is explicit: replays of last week must be possible."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -19,7 +24,14 @@ def ensure_topic(bootstrap: str, name: str, partitions: int, retention_ms: int =
     if name in metadata.topics:
         return
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=-1, config={"retention.ms": str(retention_ms)})]
+        [
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=-1,
+                config={"retention.ms": retention_config(retention_ms)},
+            )
+        ]
     )
     try:
         futures[name].result(timeout=30)

@@ -7,25 +7,22 @@ from __future__ import annotations
 
 from enum import Enum
 
+from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
 from crypto_watcher.config import ENV_PREFIX, KafkaSettings, ProcessorSettings, ProducerSettings
 from crypto_watcher.durations import format_duration
+from notifier.settings import NotifierSettings
 
-DURATION_FIELDS = {
-    "poll_interval",
-    "coingecko_timeout",
-    "max_backoff",
-    "top_n_refresh",
-    "coins_list_ttl",
-    "stale_after",
-    "simulate_event_every",
-    "simulate_event_over",
-    "influx_timeout",
-    "commit_interval",
-    "grace",
-    "cooldown",
-}
+
+def duration_fields(model: type[BaseModel]) -> set[str]:
+    """Settings parsed as durations: those with the shared ``_duration``/``_retention`` validators."""
+    fields: set[str] = set()
+    for decorator in model.__pydantic_decorators__.field_validators.values():
+        func = getattr(decorator.func, "__func__", decorator.func)
+        if getattr(func, "__name__", "") in ("_duration", "_retention"):
+            fields.update(decorator.info.fields)
+    return fields
 
 
 def _default(name: str, model: type[BaseSettings]) -> str:
@@ -33,8 +30,10 @@ def _default(name: str, model: type[BaseSettings]) -> str:
     value = field.get_default(call_default_factory=True)
     if value is None:
         return "—"
-    if name in DURATION_FIELDS:
-        return f"`{format_duration(int(value))}`"
+    if name in duration_fields(model):
+        return f"`{format_duration(int(value))}`" if value else "`0`"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
     if isinstance(value, Enum):
         return f"`{value.value}`"
     if isinstance(value, list):
@@ -47,7 +46,8 @@ def table(model: type[BaseSettings], skip: set[str] = frozenset()) -> str:  # ty
     for name, field in model.model_fields.items():
         if name in skip:
             continue
-        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | {_default(name, model)} | {field.description or ''} |")
+        meaning = " ".join((field.description or "").split())  # one table row, whatever the docstring's lines
+        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | {_default(name, model)} | {meaning} |")
     return "\n".join(rows)
 
 
@@ -61,6 +61,8 @@ def reference() -> str:
             table(ProducerSettings, kafka),
             "#### Processor (`crypto-processor`)",
             table(ProcessorSettings, kafka),
+            "#### Notifier (`crypto-notifier`)",
+            table(NotifierSettings, kafka),
         ]
     )
 

@@ -215,7 +215,9 @@ def _signals_stop(stop: threading.Event, what: str) -> Iterator[None]:
 def _ensure_topic(settings: ProducerSettings, stop: threading.Event) -> None:
     """Create the ticks topic; if Kafka is away, keep trying in the background (ticks buffer meanwhile)."""
     try:
-        ensure_topic(settings.kafka_bootstrap, settings.ticks_topic, settings.ticks_partitions)
+        ensure_topic(
+            settings.kafka_bootstrap, settings.ticks_topic, settings.ticks_partitions, settings.topic_retention
+        )
         return
     except Exception as exc:
         log.error(
@@ -227,7 +229,9 @@ def _ensure_topic(settings: ProducerSettings, stop: threading.Event) -> None:
     def retry() -> None:
         while not stop.wait(10.0):
             try:
-                ensure_topic(settings.kafka_bootstrap, settings.ticks_topic, settings.ticks_partitions)
+                ensure_topic(
+                    settings.kafka_bootstrap, settings.ticks_topic, settings.ticks_partitions, settings.topic_retention
+                )
                 log.info("Kafka answers again; topic %s is there", settings.ticks_topic)
                 return
             except Exception as exc:
@@ -557,7 +561,7 @@ def _backfill(args: argparse.Namespace, stop: threading.Event) -> int:
         return 1
     if args.restart:
         checkpoint.clear()
-    ensure_topic(settings.kafka_bootstrap, settings.ticks_topic, settings.ticks_partitions)
+    ensure_topic(settings.kafka_bootstrap, settings.ticks_topic, settings.ticks_partitions, settings.topic_retention)
     retention = topic_retention_ms(settings.kafka_bootstrap, settings.ticks_topic)
     if retention is not None and retention >= 0 and start < time.time() - retention / 1000:
         log.warning(
@@ -618,7 +622,9 @@ def _replay(args: argparse.Namespace, stop: threading.Event) -> int:
         return 2
     publisher: TickPublisher | None = None
     if not args.check:
-        ensure_topic(settings.kafka_bootstrap, settings.ticks_topic, settings.ticks_partitions)
+        ensure_topic(
+            settings.kafka_bootstrap, settings.ticks_topic, settings.ticks_partitions, settings.topic_retention
+        )
         publisher = TickPublisher(settings.kafka_bootstrap, settings.ticks_topic, stop=stop)
     try:
         report = replay_file(args.file, publisher, args.speed, stop=stop)

@@ -6,6 +6,8 @@ import pytest
 
 from crypto_watcher.config import ConfigError, ProcessorSettings, ProducerSettings, load_settings
 from crypto_watcher.durations import format_duration, parse_duration_ms
+from crypto_watcher.reference import duration_fields
+from notifier.settings import NotifierSettings
 
 
 def test_defaults() -> None:
@@ -58,3 +60,18 @@ def test_duration_round_trip_and_errors() -> None:
     for bad in ("", "15 minutes", "-5m", "0s"):
         with pytest.raises(ValueError, match="duration must be"):
             parse_duration_ms(bad)
+
+
+@pytest.mark.parametrize("model", [ProducerSettings, ProcessorSettings, NotifierSettings])
+def test_every_duration_setting_reads_text_from_the_environment(model: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    fields = duration_fields(model)
+    assert fields, model
+    for name in fields:
+        monkeypatch.setenv(f"CW_{name.upper()}", "90s")
+    settings = load_settings(model)
+    assert all(getattr(settings, name) == 90_000 for name in fields)
+
+
+def test_topic_retention_forever() -> None:
+    assert load_settings(ProcessorSettings, {"topic_retention": "forever"}).topic_retention == 0
+    assert load_settings(ProcessorSettings, {"topic_retention": "7d"}).topic_retention == 7 * 86_400_000

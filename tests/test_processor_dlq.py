@@ -19,7 +19,7 @@ T0 = 1_767_225_600_000
 def test_garbage_and_invalid_ticks_go_to_dlq_and_good_ones_are_stored(
     services: Services, topics: dict[str, str], influx: Influx, influx_db: str, tmp_path: Path
 ) -> None:
-    ensure_topic(services.kafka_bootstrap, topics["ticks"], 1)
+    ensure_topic(services.kafka_bootstrap, topics["ticks"], 1, retention_ms=0)
     producer = Producer({"bootstrap.servers": services.kafka_bootstrap})
     good = [
         Tick(coin="bitcoin", vs="usd", price=100.0 + i, source="test", event_time=T0 + i * 60_000) for i in range(3)

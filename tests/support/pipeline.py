@@ -25,6 +25,8 @@ def processor_settings(
         "influx_url": services.influx_url,
         "influx_db": influx_db,
         "commit_interval": 1000,
+        # Test ticks are stamped in the past: with a time-based retention Kafka would delete them mid-test.
+        "topic_retention": 0,
     }
     values.update(overrides)
     return load_settings(ProcessorSettings, values)
@@ -38,5 +40,5 @@ def run_processor(settings: ProcessorSettings, idle_s: float = 6.0, **build: Any
 
 
 def publisher(services: Services, topic: str, partitions: int = 3) -> TickPublisher:
-    ensure_topic(services.kafka_bootstrap, topic, partitions)
+    ensure_topic(services.kafka_bootstrap, topic, partitions, retention_ms=0)  # past event times: keep for ever
     return TickPublisher(services.kafka_bootstrap, topic)
