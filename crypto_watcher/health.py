@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Info, generate_latest
 
 from crypto_watcher import __version__
+from crypto_watcher.kafka import KAFKA_LOG
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def kafka_reachable(bootstrap: str, timeout_s: float = 3.0) -> Callable[[], bool
     """A check that the Kafka cluster answers a metadata request."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": KAFKA_LOG})
 
     def check() -> bool:
         admin.list_topics(timeout=timeout_s)

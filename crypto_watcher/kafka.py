@@ -9,6 +9,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 log = logging.getLogger(__name__)
 
+KAFKA_LOG = logging.getLogger("kafka.client")
+"""librdkafka's own messages (connection failures, ...) go through Python logging, not raw to stderr."""
+
 WEEK_MS = 7 * 24 * 3600 * 1000
 
 
@@ -19,7 +22,7 @@ def retention_config(retention_ms: int) -> str:
 
 def ensure_topic(bootstrap: str, name: str, partitions: int, retention_ms: int = 4 * WEEK_MS) -> None:
     """Create ``name`` unless it exists. Retention is explicit: replays of last week must be possible."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": KAFKA_LOG})
     metadata = admin.list_topics(timeout=15)
     if name in metadata.topics:
         return

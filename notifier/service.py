@@ -26,6 +26,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from crypto_watcher.health import Heartbeat
+from crypto_watcher.kafka import KAFKA_LOG
 from crypto_watcher.messages import Alert, MessageError
 from notifier import metrics
 from notifier.settings import NotifierSettings
@@ -98,6 +99,7 @@ class Notifier:
         self._consumer = Consumer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
+                "logger": KAFKA_LOG,
                 "group.id": settings.notify_group,
                 "client.id": "crypto-notifier",
                 "enable.auto.commit": False,

@@ -14,6 +14,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from quixstreams.models import Row
 
+from crypto_watcher.kafka import KAFKA_LOG
 from crypto_watcher.messages import MessageError
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class DeadLetters:
             self._producer = Producer(
                 {
                     "bootstrap.servers": self._bootstrap,
+                    "logger": KAFKA_LOG,
                     "enable.idempotence": True,
                     "acks": "all",
                     "client.id": f"{self.group}-dlq",
@@ -103,6 +105,7 @@ class DeadLetters:
         consumer = Consumer(
             {
                 "bootstrap.servers": self._bootstrap,
+                "logger": KAFKA_LOG,
                 "group.id": f"{self.group}-dlq-reader",
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,

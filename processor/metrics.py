@@ -10,6 +10,8 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartiti
 from confluent_kafka.admin import AdminClient
 from prometheus_client import Counter, Gauge, Histogram
 
+from crypto_watcher.kafka import KAFKA_LOG
+
 log = logging.getLogger(__name__)
 
 TICKS = Counter("cw_processor_ticks_total", "Ticks processed")
@@ -38,9 +40,14 @@ class LagMonitor:
         self.topic = topic
         self.interval_s = interval_s
         self.total: int | None = None
-        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._admin = AdminClient({"bootstrap.servers": bootstrap, "logger": KAFKA_LOG})
         self._consumer = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": f"{group}-lag-monitor", "enable.auto.commit": False}
+            {
+                "bootstrap.servers": bootstrap,
+                "logger": KAFKA_LOG,
+                "group.id": f"{group}-lag-monitor",
+                "enable.auto.commit": False,
+            }
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="lag-monitor", daemon=True)

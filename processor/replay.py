@@ -25,6 +25,7 @@ from confluent_kafka.admin import AdminClient
 from tqdm import tqdm
 
 from crypto_watcher.config import ProcessorSettings
+from crypto_watcher.kafka import KAFKA_LOG
 from processor.app import Pipeline, build_pipeline, ruleset_from
 from processor.rules import RuleSet
 
@@ -75,7 +76,12 @@ class Range:
 
 def plan_range(bootstrap: str, topic: str, read_from_ms: int, to_ms: int) -> Range:
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "crypto-replay-planner", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": bootstrap,
+            "logger": KAFKA_LOG,
+            "group.id": "crypto-replay-planner",
+            "enable.auto.commit": False,
+        }
     )
     try:
         meta = consumer.list_topics(topic, timeout=15).topics.get(topic)
@@ -97,7 +103,9 @@ def plan_range(bootstrap: str, topic: str, read_from_ms: int, to_ms: int) -> Ran
 
 def commit_start(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
     """Point a fresh consumer group at the range's first offsets (a group with no members may be set)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "logger": KAFKA_LOG, "group.id": group, "enable.auto.commit": False}
+    )
     try:
         consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
     finally:
@@ -110,7 +118,7 @@ class Progress:
     def __init__(self, bootstrap: str, group: str, topic: str, span: Range, on_done: Any, show: bool = True) -> None:
         self.group, self.topic, self.span, self.on_done = group, topic, span, on_done
         self.done = False
-        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._admin = AdminClient({"bootstrap.servers": bootstrap, "logger": KAFKA_LOG})
         self._stop = threading.Event()
         self._bar = tqdm(total=span.total, unit="tick", desc="replay", disable=not show, smoothing=0.1)
         self._thread = threading.Thread(target=self._loop, name="replay-progress", daemon=True)

@@ -26,7 +26,7 @@ from typing import Any
 from crypto_watcher.config import ConfigError, Plan, ProducerSettings, SourceKind, load_settings
 from crypto_watcher.durations import format_duration, parse_duration_ms
 from crypto_watcher.health import CachedCheck, kafka_reachable, serve
-from crypto_watcher.kafka import ensure_topic
+from crypto_watcher.kafka import KAFKA_LOG, ensure_topic
 from crypto_watcher.logs import setup_logging
 from producer.backfill import DAY, GRANULARITIES, Checkpoint, run_backfill
 from producer.coingecko import PLANS, Backoff, CoinGeckoClient, CoinGeckoError
@@ -499,7 +499,7 @@ def topic_retention_ms(bootstrap: str, topic: str) -> int | None:
     from confluent_kafka.admin import AdminClient, ConfigResource
 
     try:
-        admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive the future
+        admin = AdminClient({"bootstrap.servers": bootstrap, "logger": KAFKA_LOG})  # must outlive the future
         resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
         entries = admin.describe_configs([resource], request_timeout=10)[resource].result(timeout=10)
         return int(entries["retention.ms"].value)

@@ -18,6 +18,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from crypto_watcher.kafka import KAFKA_LOG
 from crypto_watcher.messages import Tick
 from producer.metrics import ProducerMetrics, default_metrics
 
@@ -42,6 +43,7 @@ class TickPublisher:
     ) -> None:
         config: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
+            "logger": KAFKA_LOG,
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 20,

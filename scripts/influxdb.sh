@@ -49,7 +49,7 @@ bind-address = "127.0.0.1:${INFLUX_RPC_PORT}"
 CONF
 }
 
-ping() { curl -fsS -o /dev/null "http://127.0.0.1:${INFLUX_PORT}/ping"; }
+ping() { curl -fsS -o /dev/null "http://127.0.0.1:${INFLUX_PORT}/ping" 2>/dev/null; }
 
 start() {
   if pid_alive "$PIDFILE" && ping; then log "already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$INFLUX_PORT"; create_db; return 0; fi
