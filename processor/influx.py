@@ -25,7 +25,7 @@ from processor import metrics
 log = logging.getLogger(__name__)
 
 MAX_LINES_PER_REQUEST = 5000
-MAX_BACKOFF_S = 30.0
+MAX_BACKOFF_S = 10.0  # a paused sink checks again at least this often: recovery is prompt
 
 
 class TransientWriteError(Exception):

@@ -81,6 +81,45 @@ class Deliveries:
         return Response("ok")
 
 
+class Timeline(threading.Thread):
+    """Samples stored points and deliveries every second, with the faults, for docs/reliability.md.
+
+    Written to ``CW_FAULT_REPORT`` (default .cache/reliability/fault-run.json);
+    ``bench/plot_reliability.py`` draws it.
+    """
+
+    def __init__(self, influx: Influx, db: str, deliveries: Deliveries, began: float) -> None:
+        super().__init__(daemon=True)
+        self.influx, self.db, self.deliveries, self.began = influx, db, deliveries, began
+        self.stop = threading.Event()
+        self.samples: list[tuple[float, int | None, int]] = []
+        self.events: list[tuple[float, str]] = []
+
+    def event(self, name: str) -> None:
+        self.events.append((round(time.monotonic() - self.began, 1), name))
+
+    def run(self) -> None:
+        while not self.stop.wait(1.0):
+            self.samples.append(
+                (round(time.monotonic() - self.began, 1), _count(self.influx, self.db, None), len(self.deliveries.ids))
+            )
+
+    def save(self, expected_alerts: int) -> None:
+        path = Path(os.environ.get("CW_FAULT_REPORT", ROOT / ".cache" / "reliability" / "fault-run.json"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            json.dumps(
+                {
+                    "ticks": TICKS,
+                    "coins": COINS,
+                    "expected_alerts": expected_alerts,
+                    "samples": self.samples,
+                    "events": self.events,
+                }
+            )
+        )
+
+
 def script(path: str, action: str) -> None:
     subprocess.run(
         ["bash", str(ROOT / "scripts" / path), action], check=True, cwd=ROOT, timeout=180, capture_output=True
@@ -143,6 +182,8 @@ def test_faults_while_200k_ticks_flow(
     schedule.sort()
     unexpected: list[str] = []
     began = time.monotonic()
+    timeline = Timeline(influx, db, deliveries, began)
+    timeline.start()
     try:
         for moment, action in schedule:
             while time.monotonic() - began < moment:
@@ -153,6 +194,7 @@ def test_faults_while_200k_ticks_flow(
                 if processor.poll() is not None:
                     unexpected.append(f"processor exited by itself with {processor.returncode}")
                     processor = start(processor_cmd, "processor", env)
+            timeline.event(action)
             if action == "kill":
                 processor.send_signal(signal.SIGKILL)
                 processor.wait(timeout=30)
@@ -165,7 +207,7 @@ def test_faults_while_200k_ticks_flow(
         # let the processor drain, then the notifier deliver
         published = {(k, t) for k, _v, t in read_topic(services.kafka_bootstrap, topics["ticks"], timeout_s=120)}
         deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and _count(influx, db) < len(published):
+        while time.monotonic() < deadline and (_count(influx, db) or 0) < len(published):
             time.sleep(2)
             if processor.poll() is not None:
                 unexpected.append(f"processor exited by itself with {processor.returncode}")
@@ -184,6 +226,8 @@ def test_faults_while_200k_ticks_flow(
             time.sleep(1)
         notifier_alive = notifier.poll() is None
     finally:
+        timeline.stop.set()
+        timeline.save(len(expected) if "expected" in locals() else 0)
         for proc in (producer, processor, notifier):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -196,6 +240,10 @@ def test_faults_while_200k_ticks_flow(
         subprocess.run(["bash", str(ROOT / "scripts" / "services.sh"), "up"], cwd=ROOT, capture_output=True)
 
     assert not unexpected, unexpected
+    print(
+        f"fault run: {len(published)} ticks, {len(expected)} alerts expected, {len(deliveries.ids)} delivered, "
+        f"finished in {time.monotonic() - began:.0f}s"
+    )
     assert notifier_alive, (logs / "notifier.log").read_text()[-3000:]
     assert len(published) >= TICKS * 0.99, f"only {len(published)} distinct ticks were published"
     rows = influx.query(db, "SELECT count(price) FROM price GROUP BY coin")
@@ -207,9 +255,9 @@ def test_faults_while_200k_ticks_flow(
     assert len(deliveries.ids) == len(set(deliveries.ids)), "an alert id was delivered twice"
 
 
-def _count(influx: Influx, db: str) -> int:
+def _count(influx: Influx, db: str, unreachable: int | None = 0) -> int | None:
     try:
         rows = influx.query(db, "SELECT count(price) FROM price")
     except Exception:
-        return 0
+        return unreachable  # the timeline shows a gap while InfluxDB is down, not a drop to zero
     return int(rows[0]["count"]) if rows else 0
