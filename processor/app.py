@@ -27,16 +27,16 @@ from quixstreams.models import TopicConfig
 from quixstreams.models.serializers import Deserializer
 
 from crypto_watcher.config import ProcessorSettings
-from crypto_watcher.kafka import WEEK_MS
+from crypto_watcher.kafka import retention_config
 from crypto_watcher.logs import add_context_provider
 from crypto_watcher.messages import Alert, MessageError, Tick
 from processor import metrics
 from processor.dlq import DeadLetters
 from processor.influx import InfluxSink, make_writer
 from processor.moves import sliding_changes
-from processor.points import alert_line, candle_line, change_line, tick_line
+from processor.points import alert_line, candle_line, change_line, price_line
 from processor.rules import RuleSet, load_rules
-from processor.signals import MoveRule, candle_record, evaluate, evaluate_candle, move_rules
+from processor.signals import MoveRule, candle_record, evaluate_candle, evaluate_changes, move_rules
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ class TickDeserializer(Deserializer):
         super().__init__()  # type: ignore[no-untyped-call]
 
     def __call__(self, value: bytes, ctx: Any) -> dict[str, Any]:
-        return Tick.from_json(value).model_dump()
+        # The validated fields as a dict: what ``model_dump()`` returns for Tick's flat scalar fields,
+        # without its per-call serializer run.
+        return dict(Tick.from_json(value).__dict__)
 
 
 def tick_event_time(value: Any, headers: Any, timestamp: int, timestamp_type: Any) -> int:
@@ -109,8 +111,11 @@ def build_pipeline(
         on_consumer_error=dead.on_consumer_error,
         on_processing_error=dead.on_processing_error,
         loglevel=None,  # Quix's logs go through the service's handler (JSON or console)
+        # A SIGKILLed processor keeps its partitions until the group session times out (45 s by
+        # default); 10 s lets a restarted one resume sooner, still far above a GC pause.
+        consumer_extra_config={"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2_000},
     )
-    keep = {"retention.ms": str(4 * WEEK_MS)}
+    keep = {"retention.ms": retention_config(settings.topic_retention)}
     ticks = app.topic(
         settings.ticks_topic,
         key_deserializer="str",
@@ -136,21 +141,24 @@ def build_pipeline(
 
     sdf = app.dataframe(ticks)
     sdf = sdf.apply(check_key, metadata=True)
-    sdf.filter(keep_output).apply(lambda tick: tick_line(Tick.model_construct(**tick))).sink(sink)
-
-    alert_streams: list[StreamingDataFrame] = []
+    # Quix's per-record machinery (each step, each branch copying the value, each state access)
+    # costs more than the work itself, so one stateful step does everything a tick implies on its
+    # own key: its price point, its window changes and their points, and the move alerts (each
+    # reading and writing its state once: processor.signals.PackedState). Live runs skip the time
+    # filters that only replay needs.
+    live = alert_filter is None
     windows_ms = ruleset.window_ms
 
-    def to_changes(tick: dict[str, Any], key: Any, _ts: int, _h: Any, state: Any) -> list[dict[str, Any]]:
-        return sliding_changes(key, tick["event_time"], tick["price"], windows_ms, ruleset.grace, state)
+    def on_tick(tick: dict[str, Any], key: Any, _ts: int, _h: Any, state: Any) -> tuple[list[str], list[Alert]]:
+        lines = [price_line(tick)] if live or keep_output(tick) else []
+        changes = sliding_changes(key, tick["event_time"], tick["price"], windows_ms, ruleset.grace, state)
+        alerts = evaluate_changes(changes, rules_for(tick["coin"]), state) if changes else []
+        lines += [change_line(c) for c in changes if live or keep_output({"event_time": c["end"]})]
+        return lines, alerts
 
-    changes = sdf.apply(to_changes, stateful=True, metadata=True, expand=True)
-    changes.filter(lambda c: keep_output({"event_time": c["end"]})).apply(change_line).sink(sink)
-    alert_streams.append(
-        changes.apply(
-            lambda change, state: evaluate(change, rules_for(change["coin"]), state), stateful=True, expand=True
-        )
-    )
+    moves = sdf.apply(on_tick, stateful=True, metadata=True)
+    moves.apply(_first).sink(sink)
+    alert_streams: list[StreamingDataFrame] = [moves.apply(_second, expand=True)]
 
     interval = ruleset.candle_interval
 
@@ -162,8 +170,11 @@ def build_pipeline(
     def to_candle(agg: dict[str, Any], key: Any, _ts: int, _h: Any) -> Any:
         return candle_record(agg, key, interval)
 
-    live_candles = candles("candle").current().apply(to_candle, metadata=True)
-    live_candles.filter(lambda c: keep_output({"event_time": c["start"]})).apply(candle_line).sink(sink)
+    def to_candle_line(agg: dict[str, Any], key: Any, _ts: int, _h: Any) -> str:
+        candle = candle_record(agg, key, interval)
+        return candle_line(candle) if live or keep_output({"event_time": candle["start"]}) else ""
+
+    candles("candle").current().apply(to_candle_line, metadata=True).sink(sink)
 
     def on_closed(candle: dict[str, Any], state: Any) -> list[Alert]:
         coin = candle["coin"]
@@ -173,10 +184,25 @@ def build_pipeline(
     alert_streams.append(closed.apply(on_closed, stateful=True, expand=True))
 
     for alerts in alert_streams:
-        alerts = alerts.filter(lambda a: keep_output({"event_time": a.event_time}))
+        if not live:
+            alerts = alerts.filter(lambda a: keep_output({"event_time": a.event_time}))
         alerts.apply(alert_line).sink(sink)
-        alerts.apply(_log_alert).apply(lambda alert: alert.to_json()).to_topic(alerts_topic)
+        alerts.apply(_publish_alert).to_topic(alerts_topic)
     return Pipeline(app, sink, dead, ruleset)
+
+
+def _first(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
+
+
+def _second(pair: tuple[Any, Any]) -> Any:
+    return pair[1]
+
+
+def _publish_alert(alert: Alert) -> bytes:
+    """Count and log the alert; its JSON is what goes to the alerts topic."""
+    _log_alert(alert)
+    return alert.to_json()
 
 
 def _log_alert(alert: Alert) -> Alert:

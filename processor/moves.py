@@ -13,6 +13,7 @@ Quix's tumbling windows (candles) are correct for late ticks and are used as the
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,18 +21,20 @@ from crypto_watcher.durations import format_duration
 from processor.signals import StateLike, window_change
 
 BUFFER_KEY = "moves:ticks"
-WATERMARK_KEY = "moves:max_ts"
+WATERMARK_KEY = "moves:max_ts"  # written by earlier versions; no longer read or written
 
 
 def sliding_changes(
     key: str, event_time: int, price: float, windows_ms: Sequence[int], grace_ms: int, state: StateLike
 ) -> list[dict[str, Any]]:
     """Insert one tick and return the change record of every window end it affects."""
-    watermark = max(int(state.get(WATERMARK_KEY, event_time)), event_time)
-    if event_time < watermark - grace_ms:
-        return []  # later than the grace period allows: stored as a price, not windowed
     ticks: list[list[float]] = state.get(BUFFER_KEY, [])
     times = [int(t) for t, _p in ticks]
+    # The newest buffered tick is the newest accepted one (pruning only drops old ones), so it is
+    # the watermark; earlier versions also kept it under WATERMARK_KEY, always equal to it.
+    watermark = max(times[-1], event_time) if times else event_time
+    if event_time < watermark - grace_ms:
+        return []  # later than the grace period allows: stored as a price, not windowed
     i = bisect.bisect_left(times, event_time)
     if i < len(times) and times[i] == event_time:
         ticks[i] = [event_time, price]
@@ -43,27 +46,33 @@ def sliding_changes(
     if keep_from:
         del ticks[:keep_from], times[:keep_from]
     state.set(BUFFER_KEY, ticks)
-    state.set(WATERMARK_KEY, watermark)
 
+    prices = [p for _t, p in ticks]
+    # this tick's own window, then (if it came late) every later window that contains it
+    lo = bisect.bisect_left(times, event_time)
     out = []
     for window_ms in windows_ms:
-        label = format_duration(window_ms)
-        # this tick's own window, then (if it came late) every later window that contains it
-        lo = bisect.bisect_left(times, event_time)
+        label = _label(window_ms)
         hi = bisect.bisect_right(times, event_time + window_ms)
         for j in range(lo, hi):
             end = times[j]
-            first_j = bisect.bisect_left(times, end - window_ms)
-            prices = [p for _t, p in ticks[first_j : j + 1]]
+            first_j = bisect.bisect_left(times, end - window_ms, 0, j + 1)
+            inside = prices[first_j : j + 1]
             agg = {
                 "start": end - window_ms,
                 "end": end,
-                "first": prices[0],
-                "last": prices[-1],
-                "high": max(prices),
-                "low": min(prices),
-                "ticks": len(prices),
+                "first": inside[0],
+                "last": inside[-1],
+                "high": max(inside),
+                "low": min(inside),
+                "ticks": len(inside),
             }
             out.append(window_change(agg, key, label, window_ms))
-    out.sort(key=lambda c: (c["end"], c["window_ms"]))
+    if len(out) > 1:
+        out.sort(key=lambda c: (c["end"], c["window_ms"]))
     return out
+
+
+@functools.cache
+def _label(window_ms: int) -> str:
+    return format_duration(window_ms)

@@ -16,7 +16,7 @@ written once would make every later float write fail.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from crypto_watcher.messages import Alert, Tick
@@ -64,38 +64,63 @@ def _tag_value(value: str) -> str:
     return escaped + " " if escaped.endswith("\\") else escaped
 
 
+def _record_formatter(
+    measurement: str, tag_keys: tuple[str, ...], field_keys: tuple[str, ...], time_key: str
+) -> Callable[[Mapping[str, Any]], str]:
+    """``_line`` specialised to one schema: the same bytes, without sorting and escaping the
+    (constant) measurement, tag keys and field keys of every record again.
+
+    Tags and fields are read from one record (a tick, change or candle dict) by their names.
+    """
+    head = measurement.translate(_ESCAPE_MEASUREMENT)
+    tags = [(key, f",{key.translate(_ESCAPE_KEY)}=") for key in sorted(tag_keys)]
+    fields = [(key, f"{key.translate(_ESCAPE_KEY)}=") for key in sorted(field_keys)]
+    number, tag_value, isinstance_, str_ = _number, _tag_value, isinstance, str
+
+    def line(record: Mapping[str, Any]) -> str:
+        text = head
+        for key, prefix in tags:
+            value = record[key]
+            if value is not None and value != "":
+                text += prefix + tag_value(value)
+        parts = []
+        for key, prefix in fields:
+            value = record[key]
+            if value is None:
+                continue
+            if isinstance_(value, str_):
+                parts.append(f'{prefix}"{value.translate(_ESCAPE_STRING)}"')
+                continue
+            formatted = number(value)
+            if formatted is not None:
+                parts.append(prefix + formatted)
+        if not parts:
+            return ""
+        return f"{text} {','.join(parts)} {int(record[time_key])}"
+
+    return line
+
+
+price_line = _record_formatter(
+    PRICE, ("coin", "vs", "source"), ("price", "market_cap", "volume_24h", "change_24h_pct"), "event_time"
+)
+"""The ``price`` point of a tick given as a dict of its fields (what the processor's stream carries)."""
+
+
 def tick_line(tick: Tick) -> str:
-    return _line(
-        PRICE,
-        {"coin": tick.coin, "vs": tick.vs, "source": tick.source},
-        {
-            "price": tick.price,
-            "market_cap": tick.market_cap,
-            "volume_24h": tick.volume_24h,
-            "change_24h_pct": tick.change_24h_pct,
-        },
-        tick.event_time,
-    )
+    return price_line(tick.__dict__)
 
 
-def change_line(change: Mapping[str, Any]) -> str:
-    """A window result from :func:`processor.signals.window_change`."""
-    return _line(
-        CHANGE,
-        {"coin": change["coin"], "vs": change["vs"], "window": change["window"]},
-        {k: change[k] for k in ("change_pct", "drawdown_pct", "runup_pct", "first", "last", "high", "low", "ticks")},
-        change["end"],
-    )
+change_line = _record_formatter(
+    CHANGE,
+    ("coin", "vs", "window"),
+    ("change_pct", "drawdown_pct", "runup_pct", "first", "last", "high", "low", "ticks"),
+    "end",
+)
+"""A window result from :func:`processor.signals.window_change`."""
 
-
-def candle_line(candle: Mapping[str, Any]) -> str:
-    """A candle from :func:`processor.signals.candle_record`; rewritten in place as it fills up."""
-    return _line(
-        CANDLE,
-        {"coin": candle["coin"], "vs": candle["vs"], "interval": candle["interval"]},
-        {k: candle[k] for k in ("open", "high", "low", "close", "ticks")},
-        candle["start"],
-    )
+candle_line = _record_formatter(CANDLE, ("coin", "vs", "interval"), ("open", "high", "low", "close", "ticks"), "start")
+"""A candle from :func:`processor.signals.candle_record`; rewritten in place as it fills up."""
 
 
 def alert_line(alert: Alert) -> str:

@@ -13,8 +13,9 @@ Two families of signal:
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -28,6 +29,7 @@ class StateLike(Protocol):
 
     def get(self, key: str, default: Any = None) -> Any: ...
     def set(self, key: str, value: Any) -> None: ...
+    def delete(self, key: str) -> None: ...
 
 
 class DictState:
@@ -39,6 +41,98 @@ class DictState:
 
     def set(self, key: str, value: Any) -> None:
         self.data[key] = value
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+
+_MISSING = object()
+
+MOVE_STATE = "signals:moves"
+"""State key of the move rules' cooldowns and re-arm flags (one dict per pair)."""
+MOVE_STATE_LEGACY = tuple(f"{what}:{rule}" for rule in ("drop", "spike") for what in ("engaged", "disarmed", "fired"))
+CANDLE_STATE = "signals:candles"
+"""State key of the candle rules' history: closes, returns, averages, RSI (one dict per pair)."""
+CANDLE_STATE_LEGACY = (
+    "closes",
+    "returns",
+    "fired:volatility",
+    "ema_fast",
+    "ema_slow",
+    "cross_side",
+    "rsi_n",
+    "rsi_gain",
+    "rsi_loss",
+    "rsi_armed",
+    "rsi_zone",
+)
+
+
+def _copy(value: Any) -> Any:
+    # Shallow copies suffice to tell a change: stored dicts and lists hold only scalars.
+    return value.copy() if isinstance(value, dict | list) else value
+
+
+class PackedState:
+    """A group of values a rule family keeps per pair, stored as one dict under one state key.
+
+    Quix serialises the key (and the value) on every state access, and the rules use up to eleven
+    values per candle and several per window change: as one dict that is one read when the group
+    is first used and one write in :meth:`flush`, only if something changed. The rules see the same
+    ``get``/``set`` of named values as before. State written by earlier versions, one key per value
+    (``legacy``), is read once and moved into the dict, so an upgraded processor carries on exactly
+    where the old one stopped.
+    """
+
+    __slots__ = ("_key", "_legacy", "_moved", "_original", "_state", "_values")
+
+    def __init__(self, state: StateLike, key: str, legacy: Sequence[str] = ()) -> None:
+        self._state = state
+        self._key = key
+        self._legacy = legacy
+        self._values: dict[str, Any] | None = None
+        self._original: dict[str, Any] = {}
+        self._moved: list[str] = []
+
+    def _load(self) -> dict[str, Any]:
+        packed: dict[str, Any] | None = self._state.get(self._key)
+        if packed is None:
+            packed = {}
+            for name in self._legacy:
+                value = self._state.get(name, _MISSING)
+                if value is not _MISSING:
+                    packed[name] = value
+                    self._moved.append(name)
+        self._values = packed
+        self._original = {k: _copy(v) for k, v in packed.items()}
+        return packed
+
+    def get(self, key: str, default: Any = None) -> Any:
+        values = self._values if self._values is not None else self._load()
+        return values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        values = self._values if self._values is not None else self._load()
+        values[key] = value
+
+    def delete(self, key: str) -> None:
+        values = self._values if self._values is not None else self._load()
+        values.pop(key, None)
+
+    def flush(self) -> None:
+        values = self._values
+        if values is None:
+            return
+        original = self._original
+        changed = values.keys() != original.keys() or any(
+            type(v) is not type(original[k]) or v != original[k] for k, v in values.items()
+        )
+        if changed or self._moved:
+            self._state.set(self._key, values)
+            self._original = {k: _copy(v) for k, v in values.items()}
+        for name in self._moved:
+            self._state.delete(name)
+        self._moved = []
 
 
 @dataclass(frozen=True)
@@ -143,6 +237,20 @@ def _alert(
 
 def evaluate(change: Mapping[str, Any], rules: list[MoveRule], state: StateLike) -> list[Alert]:
     """Move alerts this window change triggers; ``state`` (per key) keeps cooldowns and re-arm flags."""
+    return evaluate_changes([change], rules, state)
+
+
+def evaluate_changes(changes: Sequence[Mapping[str, Any]], rules: list[MoveRule], state: StateLike) -> list[Alert]:
+    """:func:`evaluate` on each change in turn (one tick's windows), reading and writing state once."""
+    cache = PackedState(state, MOVE_STATE, MOVE_STATE_LEGACY)
+    alerts: list[Alert] = []
+    for change in changes:
+        alerts += _evaluate(change, rules, cache)
+    cache.flush()
+    return alerts
+
+
+def _evaluate(change: Mapping[str, Any], rules: list[MoveRule], state: StateLike) -> list[Alert]:
     alerts = []
     end = int(change["end"])
     window = change["window"]
@@ -196,12 +304,17 @@ def evaluate(change: Mapping[str, Any], rules: list[MoveRule], state: StateLike)
     return alerts
 
 
+@functools.cache
+def _label(ms: int) -> str:
+    return format_duration(ms)
+
+
 def candle_record(agg: Mapping[str, Any], key: str, interval_ms: int) -> dict[str, Any]:
     coin, _, vs = key.partition(":")
     return {
         "coin": coin,
         "vs": vs,
-        "interval": format_duration(interval_ms),
+        "interval": _label(interval_ms),
         "interval_ms": interval_ms,
         "start": agg["start"],
         "end": agg["end"],
@@ -364,6 +477,13 @@ def _rsi(candle: Mapping[str, Any], cfg: RsiSettings, prev_close: float | None, 
 
 def evaluate_candle(candle: Mapping[str, Any], config: RuleConfig, cooldown_ms: int, state: StateLike) -> list[Alert]:
     """Candle alerts for one *closed* candle; call once per candle, in event-time order."""
+    cache = PackedState(state, CANDLE_STATE, CANDLE_STATE_LEGACY)
+    alerts = _evaluate_candle(candle, config, cooldown_ms, cache)
+    cache.flush()
+    return alerts
+
+
+def _evaluate_candle(candle: Mapping[str, Any], config: RuleConfig, cooldown_ms: int, state: StateLike) -> list[Alert]:
     needed = max(
         config.crossover.slow if config.crossover else 0,
         2,

@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def feed(seed: int = 11) -> list[Tick]:
     rng = random.Random(seed)
     ticks = []
-    for n, coin in enumerate(("bitcoin", "ethereum", "solana", "ripple", "cardano", "dogecoin")):
+    # large enough that the processor cannot finish before the kills land (it does ~3k ticks/s here)
+    for n, coin in enumerate([f"coin-{i:02d}" for i in range(24)]):
         price, t = 100.0 * (n + 1), T0
         while t < T0 + 8 * 3600_000:
             hour = (t - T0) / 3600_000
@@ -99,7 +100,7 @@ def test_sigkill_twice_then_restart_gives_the_clean_result(
                 deadline = time.monotonic() + 90
                 while _count(influx, crash_db) <= before and time.monotonic() < deadline and proc.poll() is None:
                     time.sleep(0.2)
-                time.sleep(rng.uniform(0.2, 1.5))
+                time.sleep(rng.uniform(0.05, 0.5))
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGKILL)
                     kills += 1

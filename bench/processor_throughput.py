@@ -1,0 +1,386 @@
+"""Processor throughput: ticks/s through the whole Quix pipeline, against a bare Kafka consumer.
+
+Set-up (not measured): one topic with ``--ticks`` ticks of ``--coins`` coins (one quote per coin
+per minute of event time, CoinGecko's cadence, with scripted 8 % moves so alerts fire), written
+by a plain producer. Then, alternately, in fresh child processes:
+
+- baseline: a bare confluent-kafka consumer (new group, ``subscribe``, ``poll()`` one message at a
+  time like Quix) that reads every tick and ``json.loads`` it, then commits;
+- subject: the processor as ``crypto-processor`` runs it (``processor.app.build_pipeline``, the
+  production settings, InfluxDB sink into a fresh database, alerts and changelog topics), from
+  ``app.run()`` until a watcher sees the group's committed offsets reach the end of every
+  partition. Quix commits only after the sink has written the checkpoint's points, so that moment
+  is "every tick processed, every point in InfluxDB, every offset committed". Topic creation
+  (input, alerts, DLQ and Quix's changelog topics, all made while the pipeline is built) happens
+  before the clock starts; consumer-group join and the first rebalance are inside it, for both.
+
+Usage:
+  .venv/bin/python bench/processor_throughput.py                  # 1,000,000 ticks, 3 runs each
+  .venv/bin/python bench/processor_throughput.py --ticks 200000   # quick
+  .venv/bin/python bench/processor_throughput.py --ticks 200000 --runs 1 --profile pyinstrument
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import common
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from crypto_watcher.durations import parse_duration_ms
+
+SCRIPT = "processor_throughput.py"
+LOGS = common.ROOT / ".cache" / "bench"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ticks", type=int, default=1_000_000, help="ticks in the topic (default 1,000,000)")
+    p.add_argument("--coins", type=int, default=1000, help="distinct coins (keys), quoted in usd (default 1000)")
+    p.add_argument("--partitions", type=int, default=3, help="partitions of the ticks topic (default 3, as deployed)")
+    p.add_argument(
+        "--commit-interval", default="5s", help="processor checkpoint interval (default 5s, the production default)"
+    )
+    p.add_argument(
+        "--code",
+        default=".",
+        help="folder whose processor/ package is measured (default: this checkout); e.g. .cache/bench/before "
+        "after `git archive a2e6a8e processor | tar -x -C .cache/bench/before` to measure the code before "
+        "the performance work",
+    )
+    common.add_runs_arg(p)
+    p.add_argument(
+        "--profile",
+        choices=["none", "cprofile", "pyinstrument"],
+        default="none",
+        help="profile the processor runs (slows them: figures are then not comparable)",
+    )
+    p.add_argument("--worker", choices=["processor", "baseline"], help=argparse.SUPPRESS)
+    p.add_argument("--topic", help=argparse.SUPPRESS)
+    p.add_argument("--tag", help=argparse.SUPPRESS)
+    p.add_argument("--run-id", default="0", help=argparse.SUPPRESS)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# Workers (child processes)
+# ---------------------------------------------------------------------------------------------
+
+
+class CommitWatcher(threading.Thread):
+    """Polls the group's committed offsets; when all reached the end, notes the time and stops Quix."""
+
+    def __init__(self, group: str, topic: str, ends: dict[int, int], on_done: Any, limit_s: float) -> None:
+        super().__init__(name="commit-watcher", daemon=True)
+        self.done_at: float | None = None
+        self.timed_out = False
+        self._consumer = Consumer({"bootstrap.servers": common.KAFKA, "group.id": group, "enable.auto.commit": False})
+        self._partitions = [TopicPartition(topic, p) for p in ends]
+        self._ends = ends
+        self._on_done = on_done
+        self._limit_s = limit_s
+
+    def run(self) -> None:
+        last_progress = time.perf_counter()
+        best = -1
+        try:
+            while True:
+                try:
+                    committed = self._consumer.committed(self._partitions, timeout=10)
+                except KafkaException:  # e.g. NOT_COORDINATOR while the group is being set up
+                    time.sleep(0.1)
+                    continue
+                if all(tp.offset >= self._ends[tp.partition] for tp in committed):
+                    self.done_at = time.perf_counter()
+                    break
+                total = sum(max(tp.offset, 0) for tp in committed)
+                if total > best:
+                    best, last_progress = total, time.perf_counter()
+                elif time.perf_counter() - last_progress > self._limit_s:
+                    self.timed_out = True  # no commit for that long: Kafka went away (shared machine)
+                    break
+                time.sleep(0.05)
+        finally:
+            self._consumer.close()
+            self._on_done()
+
+
+def work_processor(args: argparse.Namespace) -> dict[str, Any]:
+    import processor
+    from crypto_watcher.config import ProcessorSettings, load_settings
+    from crypto_watcher.logs import setup_logging
+    from processor.app import build_pipeline
+
+    setup_logging("WARNING", "processor", "json")  # as deployed (alerts are WARNING lines), to the log file
+    ends = common.topic_end_offsets(args.topic)
+    expected = sum(ends.values())
+    db = common.unique("bench_proc")
+    state_dir = tempfile.mkdtemp(prefix="bench-proc-state-")
+    run = common.unique(f"{args.tag}-{args.run_id}")  # a repeated run must not reuse a group or topic
+    group = f"{run}-proc"
+    settings = load_settings(
+        ProcessorSettings,
+        {
+            "kafka_bootstrap": common.KAFKA,
+            "ticks_topic": args.topic,
+            "alerts_topic": f"{run}.alerts",
+            "dlq_topic": f"{run}.dlq",
+            "ticks_partitions": args.partitions,
+            "consumer_group": group,
+            "state_dir": state_dir,
+            "influx_url": common.INFLUX,
+            "influx_db": db,
+            "commit_interval": parse_duration_ms(args.commit_interval),
+            "http_port": -1,
+        },
+    )
+    common.influx_create(db)
+    try:
+        built = time.perf_counter()
+        pipeline = build_pipeline(settings)  # declares (creates) every topic, incl. Quix changelogs
+        build_s = time.perf_counter() - built
+        app = pipeline.app
+        first: list[float] = []
+
+        def on_processed(_topic: str, _partition: int, _offset: int) -> None:
+            if not first:
+                first.append(time.perf_counter())
+
+        app._on_message_processed = on_processed  # Quix's hook; build_pipeline does not expose it
+        watcher = CommitWatcher(group, args.topic, ends, app.stop, limit_s=180)
+        profiler: Any = None
+        if args.profile == "cprofile":
+            import cProfile
+
+            profiler = cProfile.Profile()
+        elif args.profile == "pyinstrument":
+            import pyinstrument
+
+            profiler = pyinstrument.Profiler(interval=0.001)
+        services = common.ServiceCpu().start()
+        cpu0 = common.cpu_seconds()
+        start = time.perf_counter()
+        watcher.start()
+        if profiler is not None:
+            profiler.enable() if args.profile == "cprofile" else profiler.start()
+        app.run(timeout=0, collect=False)
+        if profiler is not None:
+            profiler.disable() if args.profile == "cprofile" else profiler.stop()
+        cpu_s = common.cpu_seconds() - cpu0
+        service_cpu = services.stop()
+        watcher.join(30)
+        if watcher.done_at is None:
+            raise common.Disturbed("no offset committed for 180 s: stopped" if watcher.timed_out else "stopped early")
+        elapsed = watcher.done_at - start
+        points = pipeline.sink.points_written
+        alerts = sum(common.topic_end_offsets(settings.alerts_topic).values())
+        stored = common.influx_count(db, "price", "price")
+        if stored != expected:
+            raise RuntimeError(f"InfluxDB holds {stored} price points, expected {expected}")
+        result: dict[str, Any] = {
+            "ticks": expected,
+            "seconds": elapsed,
+            "ticks_per_s": expected / elapsed,
+            "startup_s": (first[0] - start) if first else None,
+            "steady_ticks_per_s": expected / (watcher.done_at - first[0]) if first else None,
+            "build_s": build_s,
+            "points_written": points,
+            "points_per_s": points / elapsed,
+            "dlq": pipeline.dead_letters.count,
+            "alerts": alerts,
+            "peak_rss_mb": common.peak_rss_mb(),
+            "cpu_s": cpu_s,
+            "service_cpu_s": service_cpu,
+            "processor_code": str(Path(processor.__file__).parent),
+        }
+        if profiler is not None:
+            result["profile"] = save_profile(args, profiler)
+        return result
+    finally:
+        common.influx_drop(db)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def save_profile(args: argparse.Namespace, profiler: Any) -> str:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    stem = LOGS / f"profile-{args.profile}-{args.ticks}-{args.run_id}-{int(time.time())}"
+    if args.profile == "cprofile":
+        import io
+        import pstats
+
+        path = stem.with_suffix(".pstats")
+        profiler.dump_stats(path)
+        text = io.StringIO()
+        pstats.Stats(str(path), stream=text).sort_stats("tottime").print_stats(40)
+        stem.with_suffix(".tottime.txt").write_text(text.getvalue())
+        text = io.StringIO()
+        pstats.Stats(str(path), stream=text).sort_stats("cumulative").print_stats(80)
+        stem.with_suffix(".cumulative.txt").write_text(text.getvalue())
+        return str(path)
+    path = stem.with_suffix(".txt")
+    path.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
+    stem.with_suffix(".html").write_text(profiler.output_html())
+    return str(path)
+
+
+def work_baseline(args: argparse.Namespace) -> dict[str, Any]:
+    ends = common.topic_end_offsets(args.topic)
+    expected = sum(ends.values())
+    consumer = Consumer(
+        {
+            "bootstrap.servers": common.KAFKA,
+            "group.id": common.unique(f"{args.tag}-{args.run_id}-bare"),
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    services = common.ServiceCpu().start()
+    cpu0 = common.cpu_seconds()
+    start = time.perf_counter()
+    consumer.subscribe([args.topic])
+    n = 0
+    first = None
+    last: dict[int, int] = {}
+    loads = json.loads
+    while n < expected:
+        msg = consumer.poll(1.0)
+        if msg is None or msg.error() is not None:
+            continue
+        if first is None:
+            first = time.perf_counter()
+        loads(msg.value())
+        last[msg.partition()] = msg.offset()
+        n += 1
+    consumer.commit(offsets=[TopicPartition(args.topic, p, o + 1) for p, o in last.items()], asynchronous=False)
+    done = time.perf_counter()
+    cpu_s = common.cpu_seconds() - cpu0
+    service_cpu = services.stop()
+    consumer.close()
+    assert first is not None
+    return {
+        "ticks": n,
+        "seconds": done - start,
+        "ticks_per_s": n / (done - start),
+        "startup_s": first - start,
+        "steady_ticks_per_s": n / (done - first),
+        "peak_rss_mb": common.peak_rss_mb(),
+        "cpu_s": cpu_s,
+        "service_cpu_s": service_cpu,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Orchestration
+# ---------------------------------------------------------------------------------------------
+
+
+def worker_argv(args: argparse.Namespace, kind: str, topic: str, tag: str, run_id: str) -> list[str]:
+    return [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        kind,
+        "--topic",
+        topic,
+        "--tag",
+        tag,
+        "--run-id",
+        run_id,
+        "--ticks",
+        str(args.ticks),
+        "--coins",
+        str(args.coins),
+        "--partitions",
+        str(args.partitions),
+        "--commit-interval",
+        args.commit_interval,
+        "--profile",
+        args.profile,
+    ]
+
+
+def main() -> int:
+    parser = build_parser()
+    args = parser.parse_args()
+    if args.worker:
+        common.emit_result(work_processor(args) if args.worker == "processor" else work_baseline(args))
+        return 0
+    command = common.header(
+        f"processor throughput: {args.ticks:,} ticks of {args.coins:,} coins already in Kafka", SCRIPT, parser, args
+    )
+    common.check_services()
+    code = (common.ROOT / args.code).resolve()
+    if not (code / "processor" / "app.py").is_file():
+        raise SystemExit(f"--code {args.code}: no processor/app.py there")
+    env = {"PYTHONPATH": str(code)} if code != common.ROOT else {}
+    tag = common.unique("bench_proc")
+    topic = f"{tag}.ticks"
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log_path = LOGS / f"{tag}.log"
+    print(f"worker logs: {log_path.relative_to(common.ROOT)}")
+    try:
+        common.create_topic(topic, args.partitions)
+        began = time.perf_counter()
+        written = common.fill_topic(topic, common.tick_records(common.market_ticks(args.coins, args.ticks)))
+        print(f"set-up: {written:,} ticks written to {topic} in {time.perf_counter() - began:.1f}s (not measured)")
+        subject = common.Figure("processor", "ticks/s")
+        baseline = common.Figure("bare consumer + json.loads", "ticks/s")
+        runs: list[dict[str, Any]] = []
+
+        def run(kind: str, figure: common.Figure, i: int) -> None:
+            with log_path.open("a") as log:
+                log.write(f"--- {kind} run {i}\n")
+                log.flush()
+                result = common.run_worker(worker_argv(args, kind, topic, tag, str(i)), stderr=log, env=env)
+            result["kind"] = kind
+            runs.append(result)
+            figure.values.append(result["ticks_per_s"])
+            extra = ""
+            if kind == "processor":
+                extra = (
+                    f", {result['points_written']:,} points written ({result['points_per_s']:,.0f}/s), "
+                    f"{result['alerts']:,} alerts, "
+                    f"build {result['build_s']:.1f}s"
+                )
+            extra += f"; {result['cpu_s'] / result['ticks'] * 1e6:.0f} us CPU per tick; "
+            extra += common.cpu_note(result["cpu_s"], result["service_cpu_s"], result["seconds"])
+            print(
+                f"  run {i + 1} {kind}: {result['ticks']:,} ticks in {result['seconds']:.1f}s = "
+                f"{result['ticks_per_s']:,.0f} ticks/s (first message after {result['startup_s']:.1f}s, "
+                f"{result['steady_ticks_per_s']:,.0f} ticks/s from there; peak RSS {result['peak_rss_mb']:.0f} MB"
+                f"{extra})",
+                flush=True,
+            )
+
+        common.interleaved(
+            args.runs,
+            lambda i: run("baseline", baseline, i),
+            lambda i: run("processor", subject, i),
+        )
+        comparison = common.compare(subject, baseline)
+        print(f"reproduce: {command}")
+        label = "" if code == common.ROOT else f"-{code.name}"
+        common.save_results(
+            f"processor_throughput-{args.ticks}{label}" + ("" if args.profile == "none" else f"-{args.profile}"),
+            command,
+            {
+                "args": {k: v for k, v in vars(args).items() if k not in ("worker", "topic", "tag", "run_id")},
+                "runs": runs,
+                **comparison,
+            },
+        )
+    finally:
+        common.delete_topics(tag)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
