@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--code",
         default=".",
         help="folder whose processor/ package is measured (default: this checkout); e.g. .cache/bench/before "
-        "after `git archive a2e6a8e processor | tar -x -C .cache/bench/before` to measure the code before "
+        "after `git archive 0254f7d processor | tar -x -C .cache/bench/before` to measure the code before "
         "the performance work",
     )
     common.add_runs_arg(p)
