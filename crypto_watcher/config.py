@@ -198,6 +198,12 @@ class ProcessorSettings(KafkaSettings, InfluxSettings, HttpSettings):
     """Folder of the processor's local window state (RocksDB; rebuilt from changelogs if lost)."""
     commit_interval: Annotated[int, Field(gt=0)] = 5_000
     """Checkpoint interval: InfluxDB writes and offset commits happen this often."""
+    state_cache_mb: Annotated[int, Field(ge=8, le=65_536)] = 1024
+    """RocksDB block cache (MB) for the window state, one shared by the whole process; it fills as
+    state is read, so it is a ceiling, not an allocation (1024 is quixstreams' default)."""
+    state_write_buffer_mb: Annotated[int, Field(ge=1, le=1024)] = 64
+    """RocksDB write buffer (MB) per state partition; up to three are held in memory before they are
+    flushed to disk (64 is quixstreams' default). Lower both to fit a small memory limit."""
     rules_file: str | None = None
     """Alert rules YAML (defaults + per-coin overrides; see README). When set, its windows, candle
     interval, grace, cooldown and thresholds replace the five settings below."""

@@ -25,6 +25,7 @@ from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.dataframe.windows import Count, Earliest, Latest, Max, Min
 from quixstreams.models import TopicConfig
 from quixstreams.models.serializers import Deserializer
+from quixstreams.state.rocksdb import RocksDBOptions
 
 from crypto_watcher.config import ProcessorSettings
 from crypto_watcher.kafka import retention_config
@@ -87,6 +88,14 @@ class Pipeline:
     ruleset: RuleSet
 
 
+def rocksdb_options(settings: ProcessorSettings) -> RocksDBOptions:
+    """The state store's memory knobs; everything else stays at quixstreams' defaults."""
+    mb = 1024 * 1024
+    return RocksDBOptions(
+        block_cache_size=settings.state_cache_mb * mb, write_buffer_size=settings.state_write_buffer_mb * mb
+    )
+
+
 def build_pipeline(
     settings: ProcessorSettings,
     sink: InfluxSink | None = None,
@@ -106,6 +115,7 @@ def build_pipeline(
         consumer_group=settings.consumer_group,
         auto_offset_reset=settings.auto_offset_reset,
         state_dir=settings.state_dir,
+        rocksdb_options=rocksdb_options(settings),
         commit_interval=settings.commit_interval / 1000,
         processing_guarantee="at-least-once",
         on_consumer_error=dead.on_consumer_error,

@@ -8,6 +8,7 @@ from crypto_watcher.config import ConfigError, ProcessorSettings, ProducerSettin
 from crypto_watcher.durations import format_duration, parse_duration_ms
 from crypto_watcher.reference import duration_fields
 from notifier.settings import NotifierSettings
+from processor.app import rocksdb_options
 
 
 def test_defaults() -> None:
@@ -20,6 +21,18 @@ def test_defaults() -> None:
         60_000,
         "public",
     )
+
+
+def test_state_memory_settings_reach_rocksdb(monkeypatch: pytest.MonkeyPatch) -> None:
+    default = rocksdb_options(load_settings(ProcessorSettings))
+    assert (default.block_cache_size, default.write_buffer_size) == (1024 * 2**20, 64 * 2**20)
+    monkeypatch.setenv("CW_STATE_CACHE_MB", "64")
+    monkeypatch.setenv("CW_STATE_WRITE_BUFFER_MB", "8")
+    small = rocksdb_options(load_settings(ProcessorSettings))
+    assert (small.block_cache_size, small.write_buffer_size) == (64 * 2**20, 8 * 2**20)
+    monkeypatch.setenv("CW_STATE_CACHE_MB", "2")
+    with pytest.raises(ConfigError, match="CW_STATE_CACHE_MB"):
+        load_settings(ProcessorSettings)
 
 
 def test_environment_and_flags(monkeypatch: pytest.MonkeyPatch) -> None:
