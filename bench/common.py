@@ -64,9 +64,10 @@ def reproduce_command(script: str, parser: argparse.ArgumentParser, args: argpar
         if isinstance(action, argparse._StoreTrueAction):
             if value:
                 parts.append(flag)
+        elif isinstance(value, list | tuple):  # nargs="+": one word per value, as argparse reads it
+            parts += [flag, *(str(v) for v in value)]
         elif value is not None:
-            shown = ",".join(str(v) for v in value) if isinstance(value, list | tuple) else str(value)
-            parts += [flag, shown]
+            parts += [flag, str(value)]
     return shlex.join(parts)
 
 
@@ -297,8 +298,13 @@ def check_services() -> None:
 
 
 def create_topic(name: str, partitions: int) -> None:
+    """A fresh topic that keeps its messages for ever: the benchmark market's ticks carry event
+    times from the past, and Kafka's time retention (by message timestamp) would otherwise delete
+    whole segments mid-run once a segment rolls (seen at 1M ticks: the processor's fetch position
+    fell out of range and it was reset to the beginning)."""
     admin = AdminClient({"bootstrap.servers": KAFKA, "log_level": 4})
-    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    topic = NewTopic(name, num_partitions=partitions, replication_factor=1, config={"retention.ms": "-1"})
+    futures = admin.create_topics([topic])
     futures[name].result(timeout=30)
 
 

@@ -40,6 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coins", type=int, nargs="+", default=[1000, 10000], help="coin counts (default 1000 10000)")
     p.add_argument("--rounds", type=int, default=65, help="minutes of history fed to the processor (default 65)")
     p.add_argument("--producer-polls", type=int, default=15, help="polls of the simulated producer (default 15)")
+    p.add_argument(
+        "--state-cache-mb",
+        type=int,
+        default=1024,
+        help="the processor's CW_STATE_CACHE_MB, RocksDB block cache (default 1024, its default)",
+    )
+    p.add_argument(
+        "--state-write-buffer-mb",
+        type=int,
+        default=64,
+        help="the processor's CW_STATE_WRITE_BUFFER_MB, RocksDB write buffer per partition (default 64, its default)",
+    )
     common.add_runs_arg(p)
     return p
 
@@ -108,7 +120,13 @@ def run_round(coins: int, args: argparse.Namespace, i: int, log: Path) -> dict[s
                 *("--state-dir", str(work / "state"), "--http-port", "-1", "--stop-when-idle", "15"),
             ],
             log,
-            env={**kafka_env, "CW_DLQ_TOPIC": topics["dlq"], "CW_LOG_LEVEL": "ERROR"},
+            env={
+                **kafka_env,
+                "CW_DLQ_TOPIC": topics["dlq"],
+                "CW_LOG_LEVEL": "ERROR",
+                "CW_STATE_CACHE_MB": str(args.state_cache_mb),
+                "CW_STATE_WRITE_BUFFER_MB": str(args.state_write_buffer_mb),
+            },
         )
         out["processor"]["alerts"] = sum(common.topic_end_offsets(topics["alerts"]).values())
         notifier = command("crypto-notifier")
@@ -195,8 +213,12 @@ def main() -> int:
         }
         results[str(coins)] = {"runs": rounds, "comparisons": comparisons}
     print(f"reproduce: {command_line}")
+    defaults = (args.state_cache_mb, args.state_write_buffer_mb) == (1024, 64)
+    suffix = "" if defaults else f"-cache{args.state_cache_mb}-wb{args.state_write_buffer_mb}"
     common.save_results(
-        "memory-" + "-".join(str(c) for c in args.coins), command_line, {"args": vars(args), "results": results}
+        "memory-" + "-".join(str(c) for c in args.coins) + suffix,
+        command_line,
+        {"args": vars(args), "results": results},
     )
     return 0
 

@@ -7,6 +7,7 @@ Each plot is drawn only when its results are there; the plots name the file they
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
@@ -137,6 +138,7 @@ def memory() -> None:
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     IMG.mkdir(parents=True, exist_ok=True)
     throughput()
     latency()

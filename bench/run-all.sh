@@ -2,7 +2,8 @@
 # Every benchmark behind docs/performance.md, one after another (never in parallel: they share
 # the machine's cores, and a concurrent run would lower both figures), then the plots.
 #
-#   bash bench/run-all.sh            # the full set, about 90 minutes on 2 cores
+#   bash bench/run-all.sh            # the full set, about 70 minutes on 2 cores
+#   BENCH_BEFORE=1 bash bench/run-all.sh   # also the processor before the hot-path work (+15 min)
 #   bash bench/run-all.sh --quick    # small sizes, one run each: checks that everything works
 #
 # Needs the local services: `bash scripts/services.sh up`. Raw results land in bench/results/,
@@ -35,12 +36,13 @@ if $quick; then
   step latency bench/latency.py --duration 10 --warmup 5 --drain 15 --runs 1
   step memory bench/memory.py --coins 100 --rounds 5 --producer-polls 2 --runs 1
 else
-  step processor bench/processor_throughput.py --ticks 1000000 --runs 3
+  # Shortest first, the processor's 1M-tick runs (about 30 minutes) last.
   step sink bench/sink_throughput.py --ticks 200000 --runs 3
   step producer bench/producer_throughput.py --ticks 1000000 --runs 3
-  step memory bench/memory.py --coins 1000 10000 --runs 3
   step latency bench/latency.py --runs 3
-  if [[ -d .cache/bench/before/processor ]]; then
+  step memory bench/memory.py --coins 1000 10000 --runs 3
+  step processor bench/processor_throughput.py --ticks 1000000 --runs 3
+  if [[ "${BENCH_BEFORE:-}" == 1 && -d .cache/bench/before/processor ]]; then
     # The processor before the hot-path work (commit 0254f7d), for the before/after figure:
     #   mkdir -p .cache/bench/before && git archive 0254f7d processor | tar -x -C .cache/bench/before
     step processor-before bench/processor_throughput.py --ticks 1000000 --runs 1 --code .cache/bench/before
