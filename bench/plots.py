@@ -46,7 +46,8 @@ def throughput() -> None:
         labels = ["bare consumer\n+ json.loads"]
         figures = [proc["baseline"]]
         if before:
-            labels.append("processor\nbefore")
+            runs = len(before["subject"]["values"])
+            labels.append("processor\nbefore" + ("" if runs == 3 else f" ({runs} run{'s' if runs > 1 else ''})"))
             figures.append(before["subject"])
         labels.append("processor" + ("\nafter" if before else ""))
         figures.append(proc["subject"])
