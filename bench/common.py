@@ -36,6 +36,7 @@ import requests  # noqa: E402
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
+from crypto_watcher.kafka import retention_config  # noqa: E402
 from crypto_watcher.messages import Tick  # noqa: E402
 
 KAFKA = os.environ.get("CW_BENCH_KAFKA", "127.0.0.1:9092")
@@ -303,7 +304,9 @@ def create_topic(name: str, partitions: int) -> None:
     whole segments mid-run once a segment rolls (seen at 1M ticks: the processor's fetch position
     fell out of range and it was reset to the beginning)."""
     admin = AdminClient({"bootstrap.servers": KAFKA, "log_level": 4})
-    topic = NewTopic(name, num_partitions=partitions, replication_factor=1, config={"retention.ms": "-1"})
+    topic = NewTopic(
+        name, num_partitions=partitions, replication_factor=1, config={"retention.ms": retention_config(0)}
+    )
     futures = admin.create_topics([topic])
     futures[name].result(timeout=30)
 

@@ -30,9 +30,18 @@ from typing import Any
 
 import common
 
+from crypto_watcher.config import ProcessorSettings
+
 SCRIPT = "memory.py"
 LOGS = common.ROOT / ".cache" / "bench"
 BIN = Path(sys.executable).parent
+
+
+# The processor's own defaults, so that a result file named without a suffix measured exactly them.
+STATE_DEFAULTS = (
+    ProcessorSettings.model_fields["state_cache_mb"].default,
+    ProcessorSettings.model_fields["state_write_buffer_mb"].default,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,14 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--state-cache-mb",
         type=int,
-        default=1024,
-        help="the processor's CW_STATE_CACHE_MB, RocksDB block cache (default 1024, its default)",
+        default=STATE_DEFAULTS[0],
+        help=f"the processor's CW_STATE_CACHE_MB, RocksDB block cache (default {STATE_DEFAULTS[0]}, its default)",
     )
     p.add_argument(
         "--state-write-buffer-mb",
         type=int,
-        default=64,
-        help="the processor's CW_STATE_WRITE_BUFFER_MB, RocksDB write buffer per partition (default 64, its default)",
+        default=STATE_DEFAULTS[1],
+        help=f"the processor's CW_STATE_WRITE_BUFFER_MB, RocksDB write buffer per partition "
+        f"(default {STATE_DEFAULTS[1]}, its default)",
     )
     common.add_runs_arg(p)
     return p
@@ -213,7 +223,7 @@ def main() -> int:
         }
         results[str(coins)] = {"runs": rounds, "comparisons": comparisons}
     print(f"reproduce: {command_line}")
-    defaults = (args.state_cache_mb, args.state_write_buffer_mb) == (1024, 64)
+    defaults = (args.state_cache_mb, args.state_write_buffer_mb) == STATE_DEFAULTS
     suffix = "" if defaults else f"-cache{args.state_cache_mb}-wb{args.state_write_buffer_mb}"
     common.save_results(
         "memory-" + "-".join(str(c) for c in args.coins) + suffix,
