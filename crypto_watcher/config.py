@@ -68,8 +68,8 @@ class KafkaSettings(_Base):
     dlq_topic: str = TICKS_DLQ_TOPIC
     """Dead-letter topic for ticks the processor cannot use."""
     topic_retention: Annotated[int, Field(ge=0)] = 28 * 86_400_000
-    """How long Kafka keeps ticks, alerts and dead letters (replays and backfills need it; it goes by
-    event time, so backfilled history older than this is deleted). 0 or `forever`: never deleted."""
+    """How long Kafka keeps ticks, alerts and dead letters after they are published (replays need
+    it; a backfill of last year stays this long from the day it ran). 0 or `forever`: never deleted."""
     ticks_partitions: Annotated[int, Field(ge=1, le=1000)] = 3
     """Partitions of the ticks topic when the producer creates it (the processor's max parallelism)."""
 

@@ -12,6 +12,21 @@ log = logging.getLogger(__name__)
 KAFKA_LOG = logging.getLogger("kafka.client")
 """librdkafka's own messages (connection failures, ...) go through Python logging, not raw to stderr."""
 
+
+class _KnownConfigWarnings(logging.Filter):
+    """Drop librdkafka's start-up warning about ``enable.gapless.guarantee`` being experimental.
+
+    The publisher sets it on purpose (producer/publisher.py); repeating the warning on every start
+    would teach users to ignore the Kafka client's warnings.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("CONFWARN") and "enable.gapless.guarantee is experimental" in message)
+
+
+KAFKA_LOG.addFilter(_KnownConfigWarnings())
+
 WEEK_MS = 7 * 24 * 3600 * 1000
 
 

@@ -17,6 +17,7 @@ rule state (cooldown, re-arm, indicator history) is Quix state, changelogged to 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,8 +102,11 @@ def build_pipeline(
     sink: InfluxSink | None = None,
     ruleset: RuleSet | None = None,
     alert_filter: Any = None,
+    tick_filter: Any = None,
 ) -> Pipeline:
-    """Wire the stream. ``alert_filter`` (value -> bool) lets replay keep only its time range."""
+    """Wire the stream. ``alert_filter`` (value -> bool) lets replay keep only its time range;
+    ``tick_filter`` (tick -> bool) lets it ignore ticks outside its warm-up and range (a backfill
+    published among the records it reads)."""
     ruleset = ruleset or ruleset_from(settings)
     dead = DeadLetters(
         settings.kafka_bootstrap,
@@ -151,6 +155,8 @@ def build_pipeline(
 
     sdf = app.dataframe(ticks)
     sdf = sdf.apply(check_key, metadata=True)
+    if tick_filter is not None:
+        sdf = sdf.filter(tick_filter)
     # Quix's per-record machinery (each step, each branch copying the value, each state access)
     # costs more than the work itself, so one stateful step does everything a tick implies on its
     # own key: its price point, its window changes and their points, and the move alerts (each
@@ -197,8 +203,14 @@ def build_pipeline(
         if not live:
             alerts = alerts.filter(lambda a: keep_output({"event_time": a.event_time}))
         alerts.apply(alert_line).sink(sink)
-        alerts.apply(_publish_alert).to_topic(alerts_topic)
+        # The alert record's Kafka timestamp is when it was published, not the tick's event time
+        # (which the value carries): idempotence and retention need recent timestamps (contracts.md).
+        alerts.apply(_publish_alert).set_timestamp(_now_ms).to_topic(alerts_topic)
     return Pipeline(app, sink, dead, ruleset)
+
+
+def _now_ms(_value: Any, _key: Any, _timestamp: int, _headers: Any) -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _first(pair: tuple[Any, Any]) -> Any:

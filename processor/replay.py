@@ -6,9 +6,16 @@ the live database (idempotent: the same points are rewritten) or another one.
 
 To give the same candles, changes and alerts the live run gave, the replay starts reading a
 *warm-up* earlier than ``--from`` (the longest window, the grace period and the candle history the
-indicators need) and only emits what falls inside ``[from, to]``. It seeks by message timestamp,
-which the producer sets to the quote's event time. It stops once the group has committed every
-partition up to the first offset after ``--to`` (or the end of the partition).
+indicators need) and only emits what falls inside ``[from, to]``.
+
+Finding the range: a record's Kafka timestamp is when it was **published**; the quote's event time
+is in the value (docs/contracts.md). A quote is published after it was current, so no record
+published before ``warm-up start - CLOCK_SKEW`` can hold a tick of the range: the replay seeks
+there by timestamp, which keeps a recent range cheap however long the topic is. The end cannot be
+found by timestamp, because a backfill publishes old event times late, so the replay reads up to
+the end of every partition as it was when the replay started and keeps only the ticks whose event
+time lies in ``[warm-up start, to]``. It stops once the group has committed every partition up to
+that end.
 """
 
 from __future__ import annotations
@@ -74,7 +81,12 @@ class Range:
         return sum(max(0, self.end[p] - self.start[p]) for p in self.start)
 
 
-def plan_range(bootstrap: str, topic: str, read_from_ms: int, to_ms: int) -> Range:
+CLOCK_SKEW_MS = 10 * 60 * 1000
+"""How far a source's event time may run ahead of the publishing machine's clock and still be found."""
+
+
+def plan_range(bootstrap: str, topic: str, read_from_ms: int) -> Range:
+    """Offsets to read: from the first record published at ``read_from_ms - CLOCK_SKEW_MS`` to the end."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -88,14 +100,14 @@ def plan_range(bootstrap: str, topic: str, read_from_ms: int, to_ms: int) -> Ran
         if meta is None or meta.error is not None or not meta.partitions:
             raise ValueError(f"topic {topic!r} does not exist on {bootstrap}")
         partitions = sorted(meta.partitions)
-        starts = consumer.offsets_for_times([TopicPartition(topic, p, read_from_ms) for p in partitions], timeout=15)
-        ends = consumer.offsets_for_times([TopicPartition(topic, p, to_ms + 1) for p in partitions], timeout=15)
+        seek = max(0, read_from_ms - CLOCK_SKEW_MS)
+        starts = consumer.offsets_for_times([TopicPartition(topic, p, seek) for p in partitions], timeout=15)
         start: dict[int, int] = {}
         end: dict[int, int] = {}
-        for s, e in zip(starts, ends, strict=True):
+        for s in starts:
             _low, high = consumer.get_watermark_offsets(TopicPartition(topic, s.partition), timeout=15)
             start[s.partition] = s.offset if s.offset >= 0 else high
-            end[e.partition] = e.offset if e.offset >= 0 else high
+            end[s.partition] = high
         return Range(start, end)
     finally:
         consumer.close()
@@ -164,9 +176,9 @@ def replay(
         raise ValueError(f"--to ({to_ms}) must be after --from ({from_ms})")
     rules = ruleset_from(settings)
     read_from = from_ms - warmup_ms(rules)
-    span = plan_range(settings.kafka_bootstrap, settings.ticks_topic, read_from, to_ms)
+    span = plan_range(settings.kafka_bootstrap, settings.ticks_topic, read_from)
     log.info(
-        "replaying %s from %s to %s (warm-up from %s): %d ticks in %d partitions, group %s",
+        "replaying %s from %s to %s (warm-up from %s): reading %d records in %d partitions, group %s",
         settings.ticks_topic,
         _iso(from_ms),
         _iso(to_ms),
@@ -180,7 +192,10 @@ def replay(
     def inside(value: dict[str, Any]) -> bool:
         return from_ms <= int(value["event_time"]) <= to_ms
 
-    pipeline = build_pipeline(settings, ruleset=rules, alert_filter=inside)
+    def wanted(value: dict[str, Any]) -> bool:
+        return read_from <= int(value["event_time"]) <= to_ms
+
+    pipeline = build_pipeline(settings, ruleset=rules, alert_filter=inside, tick_filter=wanted)
     if span.total == 0:
         log.warning("no ticks in that range")
         return pipeline, span

@@ -224,11 +224,7 @@ def run_backfill(
             for tick in parsed.ticks:
                 publisher.publish(tick)
             # The chunk is done only once Kafka has acknowledged every one of its ticks.
-            while publisher.flush(5.0) > 0:
-                if stop.is_set():
-                    break
-                log.warning("waiting for Kafka to acknowledge %s", chunk)
-            if publisher.in_flight:
+            if publisher.drain(str(chunk), stop):
                 report.stopped = True
                 break
             checkpoint.mark(chunk.key)

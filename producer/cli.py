@@ -563,12 +563,14 @@ def _backfill(args: argparse.Namespace, stop: threading.Event) -> int:
         checkpoint.clear()
     ensure_topic(settings.kafka_bootstrap, settings.ticks_topic, settings.ticks_partitions, settings.topic_retention)
     retention = topic_retention_ms(settings.kafka_bootstrap, settings.ticks_topic)
-    if retention is not None and retention >= 0 and start < time.time() - retention / 1000:
-        log.warning(
-            "topic %s keeps %s; Kafka's retention goes by message timestamp (the event time), so ticks older "
-            "than that are deleted within minutes: keep the processor running while this backfill runs",
+    if retention is not None and retention >= 0:
+        until = datetime.fromtimestamp(time.time() + retention / 1000, UTC).strftime("%Y-%m-%d")
+        log.info(
+            "topic %s keeps records %s after they are published: this history can be replayed until %s "
+            "(CW_TOPIC_RETENTION=forever keeps it)",
             settings.ticks_topic,
             format_duration(retention),
+            until,
         )
     publisher = TickPublisher(settings.kafka_bootstrap, settings.ticks_topic, stop=stop)
     report = run_backfill(
@@ -631,7 +633,7 @@ def _replay(args: argparse.Namespace, stop: threading.Event) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         print(f"crypto-producer replay-file: cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
-    remaining = publisher.flush(30.0) if publisher is not None else 0
+    remaining = publisher.drain(str(args.file), stop) if publisher is not None else 0
     verb = "valid" if publisher is None else "published"
     log.info(
         "%s: %d ticks %s, %d bad lines%s",

@@ -40,6 +40,11 @@ class ProducerMetrics:
         self.delivery_failures = Counter(
             "cw_producer_delivery_failures", "Ticks Kafka reported as not delivered.", registry=r
         )
+        self.producer_recoveries = Counter(
+            "cw_producer_kafka_recoveries",
+            "Fatal Kafka producer errors recovered from: a new producer re-sent every unacknowledged tick.",
+            registry=r,
+        )
         self.records_skipped = Counter(
             "cw_producer_records_skipped",
             "Quotes not published, by reason: bad_value, missing_field, unknown_id, unchanged.",

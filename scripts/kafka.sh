@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Apache Kafka as a single KRaft node (broker + controller) on 127.0.0.1, from Maven Central jars.
-# Usage: scripts/kafka.sh fetch|start|stop|status|reset
+# Usage: scripts/kafka.sh fetch|start|stop|kill|status|reset
 #   fetch   resolve the jars with mvn into $CW_CACHE_DIR/kafka/libs (once; idempotent)
 #   start   fetch if needed, format storage if new, start, wait until the broker answers
 #   stop    stop the broker (SIGTERM, then SIGKILL after 30 s)
+#   kill    SIGKILL the broker at once (fault tests: a crash, no clean shutdown)
 #   reset   stop and delete the broker's data (topics, offsets)
 # Settings: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_HEAP (512m), CW_CACHE_DIR.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -91,7 +92,9 @@ case "${1:-}" in
   fetch) fetch ;;
   start) start ;;
   stop) stop_pid kafka "$PIDFILE" ;;
+  kill) if pid_alive "$PIDFILE"; then pid=$(cat "$PIDFILE"); kill -KILL "$pid"
+          while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done; log "killed (pid $pid)"; fi; rm -f "$PIDFILE" ;;
   status) if pid_alive "$PIDFILE" && port_open "$KAFKA_PORT"; then echo "running on 127.0.0.1:$KAFKA_PORT"; else echo "stopped"; exit 1; fi ;;
   reset) stop_pid kafka "$PIDFILE"; rm -rf "$DATA"; log "data removed" ;;
-  *) sed -n '2,9p' "$0"; exit 2 ;;
+  *) sed -n '2,10p' "$0"; exit 2 ;;
 esac

@@ -42,3 +42,8 @@ stop_pid() {
   if kill -0 "$pid" 2>/dev/null; then log "$name did not stop in 30s; killing"; kill -KILL "$pid" || true; fi
   rm -f "$pidfile"; log "$name stopped"
 }
+
+# Server binaries built from source (InfluxDB 2, Kubernetes) are cached by version outside the work
+# tree, so a fresh clone on the same machine starts them in seconds.
+CW_TOOLS_CACHE="${CW_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/crypto-watcher}"
+mkdir -p "$CW_TOOLS_CACHE"

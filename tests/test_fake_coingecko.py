@@ -50,6 +50,7 @@ ALL_FIELDS = {
 BTC_PATH = steady_then_fall(T0, 50_000.0, fall_pct=7, steady_minutes=15, fall_minutes=10)
 ETH_PATH = steady(T0, 3_000.25, minutes=25)
 
+
 def needs_spec(test: Any) -> Any:
     """The specs ship in docs/coingecko; a missing copy is a broken checkout, so fail, never skip."""
     assert spec_dir() is not None, "CoinGecko OpenAPI files missing from docs/coingecko (or CW_COINGECKO_SPEC_DIR)"

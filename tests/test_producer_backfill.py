@@ -197,7 +197,7 @@ def test_backfill_command_with_progress_bar_checkpoint_and_plan_limits(
 
 
 @pytest.mark.services
-def test_topic_retention_is_read_for_the_old_history_warning(services: Services, topics: dict[str, str]) -> None:
+def test_topic_retention_is_read_for_the_replayable_until_line(services: Services, topics: dict[str, str]) -> None:
     ensure_topic(services.kafka_bootstrap, topics["alerts"], 1)
     assert topic_retention_ms(services.kafka_bootstrap, topics["alerts"]) == 28 * DAY * 1000
     assert topic_retention_ms(services.kafka_bootstrap, keep_forever(services.kafka_bootstrap, topics["dlq"])) == -1

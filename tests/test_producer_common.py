@@ -49,13 +49,16 @@ class MemoryPublisher:
     def flush(self, timeout: float = 30.0) -> int:
         return 0
 
+    def drain(self, what: str, stop: Any = None) -> int:
+        return 0
+
 
 def keep_forever(bootstrap: str, topic: str) -> str:
     """Create ``topic`` with no retention limit before a test writes ticks of 2026-01-01 to it.
 
-    Kafka's time retention goes by message timestamp (our event time): with the topics' usual
-    28 days, ticks stamped months ago may be deleted by the broker's next retention check (every
-    5 minutes) between the test writing and reading them.
+    Kafka's time retention goes by record timestamp, which is the publish time: the ticks of
+    2026-01-01 the tests publish now are kept anyway. Tests keep this explicit so a topic left
+    behind by a run is never half-deleted while a later test reads it.
     """
     ensure_topic(bootstrap, topic, 3, retention_ms=-1)
     return topic

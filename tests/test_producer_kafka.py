@@ -53,12 +53,18 @@ def free_port() -> int:
 
 
 def topic_ticks(services: Services, topic: str) -> list[tuple[str, int]]:
-    """(key, event time) of every message in the topic, checking value and Kafka timestamp agree."""
+    """(key, event time) of every message in the topic; its Kafka timestamp must be the publish time.
+
+    The scripted market's event times are in January 2026; a record stamped with one of them would
+    make the broker forget the idempotent producer (docs/contracts.md, "Delivery").
+    """
     out = []
+    now_ms = time.time() * 1000
     for key, value, timestamp in read_topic(services.kafka_bootstrap, topic, timeout_s=20):
         assert value is not None and key is not None
         tick = Tick.from_json(value)
-        assert (tick.key, tick.event_time) == (key, timestamp)
+        assert tick.key == key
+        assert now_ms - 3_600_000 < timestamp <= now_ms + 60_000, (timestamp, tick.event_time)
         out.append((key, tick.event_time))
     return out
 
@@ -66,7 +72,7 @@ def topic_ticks(services: Services, topic: str) -> list[tuple[str, int]]:
 def test_metrics_endpoint_exposes_every_documented_name_and_counts_a_scripted_run(
     services: Services, topics: dict[str, str]
 ) -> None:
-    assert len(CONTRACT_NAMES) == 7, CONTRACT_NAMES
+    assert len(CONTRACT_NAMES) == 8, CONTRACT_NAMES
     metrics = fresh_metrics()
     with FakeCoinGecko(plan="pro") as fake:
         fake.script("bitcoin", steady(T0, 50_000.0, minutes=4))

@@ -148,8 +148,8 @@ def test_replay_publishes_the_good_lines_to_kafka(services: Services, topics: di
     )
     assert code == 1  # published the good lines, and says the file had bad ones
     got = sorted(
-        (k, ts, Tick.from_json(v).price)
-        for k, v, ts in read_topic(services.kafka_bootstrap, topics["ticks"])
+        (k, Tick.from_json(v).event_time, Tick.from_json(v).price)
+        for k, v, _published in read_topic(services.kafka_bootstrap, topics["ticks"])
         if v is not None and k is not None
     )
     assert got == [
