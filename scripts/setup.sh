@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Crypto Watcher needs on a fresh Debian/Ubuntu machine, idempotently:
 # Java 17 + Maven (for Kafka's jars), InfluxDB 1.x and Prometheus/promtool (apt), the Kafka jars
-# (Maven Central), and a virtualenv .venv with the project and its test tools (PyPI).
+# (Maven Central), InfluxDB 2.x built from its Go module (first run ~10 min, then cached in
+# ~/.cache/crypto-watcher), and a virtualenv .venv with the project and its test tools (PyPI).
 # Usage: scripts/setup.sh [--no-deploy-tools]
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
@@ -38,6 +39,7 @@ if [[ ! -f $stamp || "$(cat $stamp)" != "$want" ]]; then
 fi
 
 bash scripts/kafka.sh fetch
+bash scripts/influxdb2.sh build
 if [[ "${1:-}" != "--no-deploy-tools" && -f scripts/install-deploy-tools.sh ]]; then
   PATH="$REPO_ROOT/.venv/bin:$PATH" bash scripts/install-deploy-tools.sh
 fi

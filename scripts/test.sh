@@ -11,6 +11,7 @@ export PATH="$REPO_ROOT/.venv/bin:$REPO_ROOT/.cache/tools/bin:$PATH"
 started=()
 bash scripts/kafka.sh status >/dev/null 2>&1 || started+=(kafka)
 bash scripts/influxdb.sh status >/dev/null 2>&1 || started+=(influxdb)
+bash scripts/influxdb2.sh status >/dev/null 2>&1 || started+=(influxdb2)
 cleanup() { for s in "${started[@]}"; do bash "scripts/$s.sh" stop || true; done; }
 trap cleanup EXIT
 ts=$SECONDS

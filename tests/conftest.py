@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.services import Influx, Services, real_services, unique
+from tests.support.services import Influx, Influx2, Services, real_services, unique
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +29,20 @@ def influx_db(influx: Influx) -> Iterator[str]:
     name = unique("test")
     yield name
     influx.drop(name)
+
+
+@pytest.fixture
+def influx2(services: Services) -> Influx2:
+    return services.influx2
+
+
+@pytest.fixture
+def influx2_bucket(influx2: Influx2) -> Iterator[str]:
+    """A fresh, empty bucket on the real InfluxDB 2 for one test (InfluxQL finds it by name)."""
+    name = unique("test")
+    influx2.create_bucket(name)
+    yield name
+    influx2.delete_bucket(name)
 
 
 @pytest.fixture

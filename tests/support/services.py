@@ -22,9 +22,59 @@ from confluent_kafka import Consumer, TopicPartition
 
 
 @dataclass(frozen=True)
+class Influx2:
+    """The real InfluxDB 2.x of scripts/influxdb2.sh: what compose and the Helm chart deploy.
+
+    Queries go the way the provisioned Grafana datasource sends them: InfluxQL on ``/query`` with
+    ``db=<bucket>`` (InfluxDB 2.4+ maps a bucket name to a virtual DBRP) and a ``Token`` header.
+    """
+
+    url: str
+    token: str
+    org: str
+    bucket: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Token {self.token}"}
+
+    def query(self, bucket: str, q: str) -> list[dict[str, Any]]:
+        """Rows of every series as dicts (time in epoch ms), tags merged in."""
+        response = requests.post(
+            f"{self.url}/query", params={"db": bucket, "q": q, "epoch": "ms"}, headers=self.headers, timeout=30
+        )
+        response.raise_for_status()
+        return _rows(response.json(), q)
+
+    def org_id(self) -> str:
+        response = requests.get(f"{self.url}/api/v2/orgs", params={"org": self.org}, headers=self.headers, timeout=10)
+        response.raise_for_status()
+        return str(response.json()["orgs"][0]["id"])
+
+    def create_bucket(self, name: str) -> str:
+        """A new bucket (kept for ever); returns its id."""
+        response = requests.post(
+            f"{self.url}/api/v2/buckets",
+            json={"orgID": self.org_id(), "name": name, "retentionRules": []},
+            headers=self.headers,
+            timeout=10,
+        )
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def delete_bucket(self, name: str) -> None:
+        found = requests.get(
+            f"{self.url}/api/v2/buckets", params={"name": name, "org": self.org}, headers=self.headers, timeout=10
+        )
+        for bucket in found.json().get("buckets", []) if found.ok else []:
+            requests.delete(f"{self.url}/api/v2/buckets/{bucket['id']}", headers=self.headers, timeout=10)
+
+
+@dataclass(frozen=True)
 class Services:
     kafka_bootstrap: str
     influx_url: str
+    influx2: Influx2
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -49,10 +99,17 @@ def _docker_available() -> bool:
 def real_services() -> Iterator[Services]:
     kafka = os.environ.get("CW_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     influx = os.environ.get("CW_TEST_INFLUX_URL", "http://127.0.0.1:8086")
+    influx2 = Influx2(
+        os.environ.get("CW_TEST_INFLUX2_URL", "http://127.0.0.1:8087").rstrip("/"),
+        os.environ.get("CW_TEST_INFLUX2_TOKEN", "cw-test-token"),
+        os.environ.get("CW_TEST_INFLUX2_ORG", "crypto-watcher"),
+        os.environ.get("CW_TEST_INFLUX2_BUCKET", "crypto"),
+    )
     k_host, k_port = kafka.split(",")[0].rsplit(":", 1)
     i_host, i_port = influx.split("//")[1].split("/")[0].rsplit(":", 1)
-    if _port_open(k_host, int(k_port)) and _port_open(i_host, int(i_port)):
-        yield Services(kafka, influx)
+    i2_host, i2_port = influx2.url.split("//")[1].split("/")[0].rsplit(":", 1)
+    if _port_open(k_host, int(k_port)) and _port_open(i_host, int(i_port)) and _port_open(i2_host, int(i2_port)):
+        yield Services(kafka, influx, influx2)
         return
     if _docker_available():
         from testcontainers.influxdb import InfluxDbContainer  # type: ignore[import-untyped]
@@ -62,7 +119,7 @@ def real_services() -> Iterator[Services]:
             yield Services(k.get_bootstrap_server(), i.get_url())
         return
     raise RuntimeError(
-        f"Kafka ({kafka}) or InfluxDB ({influx}) is not reachable. Start them with "
+        f"Kafka ({kafka}), InfluxDB 1.x ({influx}) or InfluxDB 2.x ({influx2.url}) is not reachable. Start them with "
         "`bash scripts/services.sh up` (or run the whole suite with `bash scripts/test.sh`)."
     )
 
@@ -81,19 +138,23 @@ class Influx:
         """Rows of every series as dicts (time in epoch ms), tags merged in."""
         response = requests.post(f"{self.url}/query", params={"db": db, "q": q, "epoch": "ms"}, timeout=30)
         response.raise_for_status()
-        rows: list[dict[str, Any]] = []
-        for result in response.json()["results"]:
-            if "error" in result:
-                raise AssertionError(f"InfluxQL error for {q!r}: {result['error']}")
-            for series in result.get("series", []):
-                for values in series["values"]:
-                    row = dict(zip(series["columns"], values, strict=True))
-                    row.update(series.get("tags", {}))
-                    rows.append(row)
-        return rows
+        return _rows(response.json(), q)
 
     def drop(self, db: str) -> None:
         requests.post(f"{self.url}/query", params={"q": f'DROP DATABASE "{db}"'}, timeout=30)
+
+
+def _rows(body: dict[str, Any], q: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for result in body["results"]:
+        if "error" in result:
+            raise AssertionError(f"InfluxQL error for {q!r}: {result['error']}")
+        for series in result.get("series", []):
+            for values in series["values"]:
+                row = dict(zip(series["columns"], values, strict=True))
+                row.update(series.get("tags", {}))
+                rows.append(row)
+    return rows
 
 
 def read_topic(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list[tuple[str | None, bytes | None, int]]:
