@@ -1,14 +1,17 @@
-"""Dead-letter queue for ticks the processor cannot use: the original bytes plus why, never a crash.
+"""Dead-letter queue for what the processor cannot use: the bytes plus why, never a crash.
 
 Quix has no DLQ of its own; its error callbacks may suppress an error. Suppressing without a copy
 would lose the record silently, so the callbacks below first produce it (flushed, so it is durable
 before the offset moves on) to ``crypto.ticks.dlq`` with headers naming the error and origin.
+Points InfluxDB refuses (``processor.influx``) go the same way, as their line protocol, for the
+same reason: the sink's offsets move on only once every refused point has a durable copy.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -20,6 +23,25 @@ from crypto_watcher.messages import MessageError
 log = logging.getLogger(__name__)
 
 
+INFLUX_REJECTED = "influx_rejected"
+
+
+class DeadLetterError(RuntimeError):
+    """The DLQ topic did not take a record in time: the caller must not move its offsets on."""
+
+
+@dataclass(frozen=True)
+class RejectedPoint:
+    """A line InfluxDB refused, InfluxDB's reason, and the Kafka record the line was made from."""
+
+    line: str
+    reason: str
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = None
+
+
 class DeadLetters:
     def __init__(self, bootstrap: str, topic: str, group: str, on_dead: Callable[[str], None] | None = None) -> None:
         self.topic = topic
@@ -28,8 +50,23 @@ class DeadLetters:
         self._bootstrap = bootstrap
         self._producer: Producer | None = None
         self._on_dead = on_dead
+        self._pending: list[str] = []  # kinds produced but not yet flushed
 
     def _send(
+        self,
+        value: bytes | None,
+        key: bytes | None,
+        timestamp: int | None,
+        reason: str,
+        kind: str,
+        topic: str,
+        partition: int,
+        offset: int,
+    ) -> None:
+        self._produce(value, key, timestamp, reason, kind, topic, partition, offset)
+        self._flush()
+
+    def _produce(
         self,
         value: bytes | None,
         key: bytes | None,
@@ -60,11 +97,9 @@ class DeadLetters:
         ]
         kwargs: dict[str, Any] = {"timestamp": timestamp} if timestamp and timestamp > 0 else {}
         self._producer.produce(self.topic, value=value, key=key, headers=headers, **kwargs)
-        if self._producer.flush(30) != 0:
-            raise RuntimeError(f"could not write to the DLQ topic {self.topic} within 30s")
-        self.count += 1
+        self._pending.append(kind)
         log.warning(
-            "dead-lettered %s[%d]@%d to %s: %s",
+            "dead-lettering %s[%d]@%d to %s: %s",
             topic,
             partition,
             offset,
@@ -72,8 +107,37 @@ class DeadLetters:
             reason,
             extra={"topic": topic, "partition": partition, "offset": offset},
         )
+
+    def _flush(self) -> None:
+        """Wait until Kafka has every produced record; only then are they counted as dead-lettered."""
+        pending, self._pending = self._pending, []
+        if self._producer is not None and self._producer.flush(30) != 0:
+            raise DeadLetterError(f"could not write to the DLQ topic {self.topic} within 30s")
+        self.count += len(pending)
         if self._on_dead is not None:
-            self._on_dead(kind)
+            for kind in pending:
+                self._on_dead(kind)
+
+    def on_rejected_points(self, points: Sequence[RejectedPoint]) -> None:
+        """Points InfluxDB refused on their merits (retrying cannot help): their line protocol,
+        InfluxDB's message in ``cw.error``, kind ``influx_rejected``, and the record each came from.
+
+        One flush for all of them: a chunk whose every line is refused costs one round trip, not
+        thousands. The record is stamped with its publish time (the line carries the event time):
+        Kafka's idempotence and retention need recent record timestamps (docs/contracts.md).
+        """
+        for point in points:
+            self._produce(
+                point.line.encode(),
+                point.key,
+                None,
+                point.reason,
+                INFLUX_REJECTED,
+                point.topic,
+                point.partition,
+                point.offset,
+            )
+        self._flush()
 
     def on_consumer_error(self, exc: Exception, message: Any, logger: logging.Logger) -> bool:
         """Undecodable or schema-invalid values (raised by the tick deserializer) go to the DLQ."""

@@ -19,6 +19,9 @@ ALERTS = Counter("cw_processor_alerts_total", "Alerts emitted", ["kind"])
 DLQ = Counter("cw_processor_dlq_total", "Records sent to the dead-letter topic", ["reason"])
 SINK_POINTS = Counter("cw_processor_sink_points_total", "Points written to InfluxDB")
 SINK_ERRORS = Counter("cw_processor_sink_errors_total", "Failed InfluxDB writes", ["kind"])
+SINK_REJECTED = Counter(
+    "cw_processor_sink_rejected_points_total", "Points InfluxDB refused, sent to the dead-letter topic"
+)
 SINK_SECONDS = Histogram(
     "cw_processor_sink_write_seconds",
     "Duration of one InfluxDB write request",

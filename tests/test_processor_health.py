@@ -15,9 +15,9 @@ import pytest
 import requests
 
 from crypto_watcher.messages import Tick
-from tests.support.influx_v2 import InfluxV2ContractServer
+from tests.support.fault_proxy import FaultProxy
 from tests.support.pipeline import publisher
-from tests.support.services import Services, unique
+from tests.support.services import Influx2, Services, unique
 
 pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,8 +47,10 @@ def status(url: str) -> int:
 
 
 def test_readiness_follows_influxdb_and_metrics_are_documented(
-    services: Services, topics: dict[str, str], tmp_path: Path
+    services: Services, topics: dict[str, str], influx2: Influx2, influx2_bucket: str, tmp_path: Path
 ) -> None:
+    """The processor reaches the real InfluxDB 2 through a proxy that can refuse connections: an
+    outage without stopping a server other tests use."""
     out = publisher(services, topics["ticks"], partitions=1)
     for i in range(50):
         out.publish(
@@ -57,8 +59,7 @@ def test_readiness_follows_influxdb_and_metrics_are_documented(
     assert out.flush(30) == 0
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    bucket = unique("health")
-    with InfluxV2ContractServer(services.influx_url, "org", "tok", [bucket], drop_buckets_on_stop=True) as influx:
+    with FaultProxy(influx2.url) as influx:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CW_")}
         env.update(
             {
@@ -70,9 +71,9 @@ def test_readiness_follows_influxdb_and_metrics_are_documented(
                 "CW_STATE_DIR": str(tmp_path),
                 "CW_INFLUX_API": "v2",
                 "CW_INFLUX_URL": influx.url,
-                "CW_INFLUX_TOKEN": "tok",
-                "CW_INFLUX_ORG": "org",
-                "CW_INFLUX_BUCKET": bucket,
+                "CW_INFLUX_TOKEN": influx2.token,
+                "CW_INFLUX_ORG": influx2.org,
+                "CW_INFLUX_BUCKET": influx2_bucket,
                 "CW_HTTP_PORT": str(port),
                 "CW_COMMIT_INTERVAL": "1s",
                 "CW_LOG_FORMAT": "json",
@@ -94,11 +95,16 @@ def test_readiness_follows_influxdb_and_metrics_are_documented(
                 60,
                 "all 50 ticks counted",
             )
-            influx.go_down()
+            influx.refuse_connections()
             wait_for(lambda: status(f"{base}/readyz") == 503, 30, "readiness to drop with InfluxDB down")
             assert status(f"{base}/livez") == 200  # waiting for a dependency is not being stuck
-            influx.come_back()
+            influx.accept_connections()
             wait_for(lambda: status(f"{base}/readyz") == 200, 30, "readiness to return with InfluxDB")
+            wait_for(
+                lambda: len(influx2.query(influx2_bucket, "SELECT price FROM price")) == 50,
+                30,
+                "all 50 prices in InfluxDB 2",
+            )
 
             metrics = requests.get(f"{base}/metrics", timeout=2).text
             exposed = set(re.findall(r"^(cw_[a-z_]+?)(?:_total|_bucket|_count|_sum|_created)?[{ ]", metrics, re.M))
