@@ -199,7 +199,7 @@ def work_processor(args: argparse.Namespace) -> dict[str, Any]:
             "peak_rss_mb": common.peak_rss_mb(),
             "cpu_s": cpu_s,
             "service_cpu_s": service_cpu,
-            "processor_code": str(Path(processor.__file__).parent),
+            "processor_code": common.repo_path(Path(processor.__file__).parent),
         }
         if profiler is not None:
             result["profile"] = save_profile(args, profiler)
@@ -224,11 +224,11 @@ def save_profile(args: argparse.Namespace, profiler: Any) -> str:
         text = io.StringIO()
         pstats.Stats(str(path), stream=text).sort_stats("cumulative").print_stats(80)
         stem.with_suffix(".cumulative.txt").write_text(text.getvalue())
-        return str(path)
+        return common.repo_path(path)
     path = stem.with_suffix(".txt")
     path.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
     stem.with_suffix(".html").write_text(profiler.output_html())
-    return str(path)
+    return common.repo_path(path)
 
 
 def work_baseline(args: argparse.Namespace) -> dict[str, Any]:

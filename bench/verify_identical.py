@@ -97,7 +97,7 @@ def work(args: argparse.Namespace) -> dict[str, Any]:
     watcher.join(30)
     if watcher.done_at is None:
         raise common.Disturbed("the processor did not commit every tick")
-    return {"processor_code": str(Path(processor.__file__).parent), "points": pipeline.sink.points_written}
+    return {"processor_code": common.repo_path(Path(processor.__file__).parent), "points": pipeline.sink.points_written}
 
 
 def run(code: Path, topic: str, group: str, state_dir: str, db: str, alerts: str, log: Any) -> dict[str, Any]:
@@ -180,7 +180,7 @@ def main() -> int:
             common.fill_topic(upgrade, records[half:])
             c2 = run(common.ROOT, upgrade, f"{tag}-C", str(work_dir / "C"), dbs["C"], f"{tag}.C.alerts", log)
         for name, r in (("A", a), ("B", b), ("C first half", c1), ("C second half", c2)):
-            print(f"  {name}: {r['points']:,} points written by {Path(r['processor_code']).relative_to(common.ROOT)}")
+            print(f"  {name}: {r['points']:,} points written by {r['processor_code']}")
         points = {name: everything_in(db) for name, db in dbs.items()}
         alerts = {name: alerts_in(f"{tag}.{name}.alerts") for name in "ABC"}
         ok = True

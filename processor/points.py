@@ -1,6 +1,6 @@
 """InfluxDB line protocol for everything the processor stores: the storage schema in one place.
 
-Measurements (database/bucket ``crypto``; docs/schema.md explains each):
+Measurements (database/bucket ``crypto``; docs/contracts.md, "InfluxDB", lists each):
   price   tags coin, vs, source   fields price, market_cap, volume_24h, change_24h_pct
   change  tags coin, vs, window   fields change_pct, drawdown_pct, runup_pct, first, last, high, low, ticks
   candle  tags coin, vs, interval  fields open, high, low, close, ticks  (time: candle start)

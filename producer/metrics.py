@@ -51,6 +51,12 @@ class ProducerMetrics:
             ["reason"],
             registry=r,
         )
+        self.skipped_pairs = Gauge(
+            "cw_producer_skipped_pairs",
+            "Pairs (coin:vs, or a whole coin) the last complete poll skipped as unusable: null or bad values, "
+            "missing fields, unknown ids. Each is logged once; this says how many still are.",
+            registry=r,
+        )
         self.stale_quotes = Gauge(
             "cw_producer_stale_quotes",
             "Quotes older than the stale limit (CW_STALE_AFTER) at the last poll.",

@@ -27,8 +27,8 @@ from producer.coingecko import Backoff, CoinGeckoClient, CoinGeckoError, describ
 from producer.metrics import ProducerMetrics, default_metrics
 from producer.publisher import TickPublisher
 from producer.quotes import (
-    UNKNOWN_ID,
     ParsedQuotes,
+    Problem,
     markets_params,
     parse_market_ids,
     parse_simple_price,
@@ -46,6 +46,7 @@ __all__ = [
     "PollStats",
     "Poller",
     "QuoteSource",
+    "SkipTracker",
     "StaleTracker",
     "chunk_ids",
 ]
@@ -59,6 +60,8 @@ MAX_IDS_PER_CALL = 250
 """Ids per /simple/price call, as many as a /coins/markets page holds."""
 MARKETS_PER_PAGE = 250
 STALE_LOG_LIMIT = 10
+SKIP_SUMMARY_EVERY_S = 600.0
+"""How often one line names the pairs still being skipped (the gauge says how many at every poll)."""
 
 
 class QuoteSource(Protocol):
@@ -288,6 +291,82 @@ class StaleTracker:
         self.metrics.stale_quotes.set(len(self.stale))
 
 
+class SkipTracker:
+    """Quotes CoinGecko keeps answering unusably, said once and then counted.
+
+    A coin answered with null, a bad figure or an unknown id usually stays that way for hours or
+    for good, and a WARNING on every poll would bury every other line. So the first poll that skips
+    a pair logs one WARNING with the reason; later polls log it at DEBUG and count it
+    (``cw_producer_records_skipped_total`` per quote, the gauge ``cw_producer_skipped_pairs`` after
+    every complete poll); while any pair stays skipped one INFO line every ``summary_every_s``
+    names them; one INFO line says when a pair is usable again (and a relapse is warned about anew).
+    """
+
+    def __init__(
+        self,
+        metrics: ProducerMetrics,
+        summary_every_s: float = SKIP_SUMMARY_EVERY_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.metrics = metrics
+        self.summary_every_s = summary_every_s
+        self._monotonic = monotonic
+        self.active: dict[str, Problem] = {}
+        """Pair (``coin:vs`` or ``coin``) -> the problem first warned about, while it lasts."""
+        self._this_poll: dict[str, Problem] = {}
+        self._summary_due: float | None = None
+
+    @staticmethod
+    def pair(problem: Problem) -> str:
+        return f"{problem.coin}:{problem.vs}" if problem.vs else problem.coin
+
+    def report(self, problems: Iterable[Problem]) -> None:
+        """Problems of one attempt (a poll, or the rest of one that failed part-way)."""
+        for problem in problems:
+            pair = self.pair(problem)
+            self._this_poll[pair] = problem
+            known = self.active.get(pair)
+            if known is not None and known.reason == problem.reason:
+                log.debug("%s", problem)
+                continue
+            self.active[pair] = problem
+            log.warning("%s", problem)
+
+    def poll_complete(self, watched: Collection[str] | None = None) -> None:
+        """End of a complete poll: every watched pair was asked, so one not skipped is usable again.
+
+        A coin no longer ``watched`` (it left the top N) is forgotten without a word."""
+        now = self._monotonic()
+        if watched is not None:
+            keep = {*watched, "*"}  # "*": the whole answer was unusable
+            for pair in [p for p, problem in self.active.items() if problem.coin not in keep]:
+                del self.active[pair]
+        recovered = [pair for pair in self.active if pair not in self._this_poll]
+        for i, pair in enumerate(recovered):
+            problem = self.active.pop(pair)
+            if i < STALE_LOG_LIMIT:
+                log.info("%s is usable again (skipped as %s since the first warning)", pair, problem.reason)
+        if len(recovered) > STALE_LOG_LIMIT:
+            log.info("... and %d more pairs are usable again", len(recovered) - STALE_LOG_LIMIT)
+        self._this_poll = {}
+        skipped = {pair: p for pair, p in self.active.items() if p.skipped}
+        self.metrics.skipped_pairs.set(len(skipped))
+        if not skipped:
+            self._summary_due = None
+        elif self._summary_due is None:
+            self._summary_due = now + self.summary_every_s
+        elif now >= self._summary_due:
+            self._summary_due = now + self.summary_every_s
+            shown = ", ".join(f"{pair} ({p.reason})" for pair, p in list(skipped.items())[:STALE_LOG_LIMIT])
+            more = f" and {len(skipped) - STALE_LOG_LIMIT} more" if len(skipped) > STALE_LOG_LIMIT else ""
+            log.info(
+                "still skipping %d pairs CoinGecko answers unusably: %s%s (cw_producer_skipped_pairs)",
+                len(skipped),
+                shown,
+                more,
+            )
+
+
 class Liveness:
     """``/livez``: the loop turned within what it announced (its interval or backoff) plus slack."""
 
@@ -329,6 +408,7 @@ class Poller:
         metrics: ProducerMetrics | None = None,
         clock: Callable[[], float] = time.time,
         liveness: Liveness | None = None,
+        skip_summary_every_s: float = SKIP_SUMMARY_EVERY_S,
     ) -> None:
         self.source = source
         self.publisher = publisher
@@ -348,21 +428,12 @@ class Poller:
         self.last_seen = LastSeen()
         self.stale = StaleTracker(int(stale_after_s * 1000), self.metrics) if stale_after_s else None
         self.stats = PollStats()
+        self.skips = SkipTracker(self.metrics, skip_summary_every_s)
         self._on_poll = on_poll
-        self._cycle_started: float | None = None
-        self._unknown_reported: set[str] = set()
 
     def _report_problems(self, quotes: ParsedQuotes) -> None:
+        self.skips.report(quotes.problems)
         for problem in quotes.problems:
-            if problem.reason == UNKNOWN_ID:
-                # A delisted id would otherwise log every poll: say it once, count it always.
-                if problem.coin in self._unknown_reported:
-                    log.debug("%s", problem)
-                else:
-                    self._unknown_reported.add(problem.coin)
-                    log.warning("%s", problem)
-            else:
-                log.warning("%s", problem)
             if problem.skipped:
                 self.stats.skipped += 1
                 self.metrics.records_skipped.labels(reason=problem.reason).inc()
@@ -370,8 +441,6 @@ class Poller:
     def poll_once(self) -> float:
         """One poll (or the rest of one that failed part-way); returns how long to wait next."""
         started = time.monotonic()
-        if self._cycle_started is None:
-            self._cycle_started = started
         self.liveness.beat(self.interval_s)
         try:
             quotes = self.source.poll()
@@ -406,10 +475,13 @@ class Poller:
             log.warning("%s", describe_failure(error, delay, self.backoff.failures))
             return delay
         self.backoff.reset()
+        self.skips.poll_complete(getattr(self.source, "watched", None))
         self.stats.polls += 1
         self.metrics.last_poll.set(self.clock())
-        cycle_started, self._cycle_started = self._cycle_started, None
-        return max(0.0, self.interval_s - (time.monotonic() - cycle_started))
+        # Measured from this attempt, not from the start of a poll that failed part-way: after a
+        # wait longer than the interval (Retry-After, a 403's backoff) the quotes just fetched are
+        # CoinGecko's latest, and asking again at once would spend a call on the same cached answer.
+        return max(0.0, self.interval_s - (time.monotonic() - started))
 
     def run(self, max_polls: int | None = None) -> PollStats:
         attempts = 0

@@ -4,7 +4,9 @@
 #   and compose-check loading it as `docker compose config` would,
 #   .github/workflows against GitHub's workflow schema, dependabot.yml) · actionlint (workflows,
 #   with shellcheck on their scripts) · shellcheck (deploy scripts) · chart dashboards in sync ·
-#   helm lint --strict and helm template for the default values and each ci/*-values.yaml ·
+#   helm lint --strict and helm template for the default values (plus an image repository, which
+#   only a release fills in) and each ci/*-values.yaml · the checkout's chart refusing to render
+#   without an image repository ·
 #   kubernetes-validate --strict on every rendered object for each Kubernetes version below ·
 #   helm template must refuse more processor replicas than ticks partitions.
 # The tools come from scripts/install-deploy-tools.sh; found on PATH, in .cache/tools/bin
@@ -68,7 +70,7 @@ run ".github/dependabot.yml matches the dependabot schema" \
   check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
 run "actionlint" actionlint
 run "shellcheck deploy scripts" shellcheck scripts/install-deploy-tools.sh scripts/check-deploy.sh \
-  scripts/sync-chart-dashboards.sh
+  scripts/sync-chart-dashboards.sh scripts/set-chart-image.sh
 run "chart dashboards equal grafana/dashboards" bash scripts/sync-chart-dashboards.sh --check
 
 # validate_rendered NAME FILE: kubernetes-validate --strict for every version; a missing schema
@@ -93,7 +95,8 @@ value_sets=("")
 for f in "$CHART"/ci/*-values.yaml; do value_sets+=("$f"); done
 for values in "${value_sets[@]}"; do
   label=${values:-default values}; label=${label#"$CHART/"}
-  args=(); [[ -n "$values" ]] && args=(-f "$values")
+  # The default values have no image repository (the release writes its own into the chart).
+  args=(--set image.repository=ghcr.io/example/crypto-watcher); [[ -n "$values" ]] && args=(-f "$values")
   run "helm lint --strict ($label)" helm lint --strict "$CHART" "${args[@]}"
   out="$tmp/$(basename "${values:-default}").rendered.yaml"
   if helm template cw "$CHART" --namespace crypto --kube-version "${KUBE_VERSIONS[-1]}" \
@@ -107,7 +110,13 @@ for values in "${value_sets[@]}"; do
     helm template cw "$CHART" --namespace crypto --kube-version "${KUBE_VERSIONS[0]}" "${args[@]}"
 done
 
-if helm template cw "$CHART" --set processor.autoscaling.enabled=true \
+if helm template cw "$CHART" >/dev/null 2>"$tmp/image.err" || ! grep -q "image.repository is not set" "$tmp/image.err"; then
+  fail "helm template refuses to guess the image (no image.repository in a checkout)"
+else
+  pass "helm template refuses to guess the image (no image.repository in a checkout)"
+fi
+
+if helm template cw "$CHART" --set image.repository=ghcr.io/example/crypto-watcher --set processor.autoscaling.enabled=true \
     --set kafka.ticksPartitions=3 --set processor.autoscaling.maxReplicas=4 >/dev/null 2>"$tmp/hpa.err" \
     || ! grep -q "exceeds kafka.ticksPartitions" "$tmp/hpa.err"; then
   fail "helm template refuses processor.autoscaling.maxReplicas > kafka.ticksPartitions"

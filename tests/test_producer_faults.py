@@ -172,3 +172,62 @@ def test_unchanged_quotes_are_counted_not_published(fake: FakeCoinGecko) -> None
     out, poller = poll(fake, 3)
     assert len(out.ticks) == 2
     assert sample(poller.metrics, "cw_producer_records_skipped_total", reason="unchanged") == 4
+
+
+@pytest.mark.parametrize("ids_per_call", [250, 1], ids=["one-call-poll", "two-call-poll"])
+def test_after_a_wait_longer_than_the_interval_the_next_poll_waits_a_whole_interval(
+    fake: FakeCoinGecko, ids_per_call: int
+) -> None:
+    """A Retry-After (or a 403's long backoff) longer than the poll interval must not be followed by
+    two calls back to back: CoinGecko answers the second from the same cache, so it is budget spent
+    for nothing. Every quote is asked again only a whole interval after it was last answered."""
+    interval = 0.6
+    client = CoinGeckoClient(Plan.DEMO, fake.api_key, base_url=fake.url, metrics=fresh_metrics())
+    source = CoinGeckoSource(client, ["bitcoin", "ethereum"], ["usd"], ids_per_call=ids_per_call)
+    # The first call is answered (SLOW(0) only takes the first place in the queue), the second
+    # fails with a Retry-After longer than the interval: the second poll (one-call polls) or the
+    # second half of the first poll (two-call polls).
+    fake.inject(Fault.SLOW(0), Fault.RATE_LIMITED_JSON(retry_after=1), path="/simple/price")
+    out = MemoryPublisher()
+    poller = Poller(source, out, interval, metrics=client.metrics)  # type: ignore[arg-type]
+    poller.run(max_polls=4)
+    calls = fake.calls("/simple/price")
+    assert [c.fault is None for c in calls[:2]] == [True, False]
+    answered: dict[str, list[float]] = {}
+    for call in calls:
+        if call.fault is None:
+            answered.setdefault(call.query["ids"], []).append(call.time)
+    assert sum(len(times) for times in answered.values()) >= 3
+    for ids, times in answered.items():
+        assert min(gaps(times)) >= interval - 0.05, (ids, gaps(times))
+
+
+def test_a_coin_answered_with_null_every_poll_is_logged_once_then_counted_and_summarised(
+    fake: FakeCoinGecko, caplog: pytest.LogCaptureFixture
+) -> None:
+    """CoinGecko can answer one coin with null for days: one WARNING naming it and the reason, then
+    only counters, the gauge of skipped pairs, a summary line now and then, and one line when the
+    coin is good again (an unknown id was already said once; a null must not log every poll)."""
+    polls = 5
+    fake.inject(Fault.BAD_VALUE("bitcoin", BadValue.NULL), path="/simple/price", times=polls)
+    client = CoinGeckoClient(Plan.DEMO, fake.api_key, base_url=fake.url, metrics=fresh_metrics())
+    source = CoinGeckoSource(client, ["bitcoin", "ethereum"], ["usd"])
+    out = MemoryPublisher()
+    poller = Poller(source, out, 0.1, metrics=client.metrics, skip_summary_every_s=0.2)  # type: ignore[arg-type]
+    with caplog.at_level(logging.DEBUG):
+        poller.run(max_polls=polls)
+    warnings = lines(caplog, "producer.service", logging.WARNING)
+    assert len(warnings) == 1 and warnings[0].startswith("skipped bitcoin:usd") and "None" in warnings[0], warnings
+    assert sample(poller.metrics, "cw_producer_records_skipped_total", reason="bad_value") == polls
+    assert sample(poller.metrics, "cw_producer_skipped_pairs") == 1
+    summaries = [m for m in lines(caplog, "producer.service", logging.INFO) if m.startswith("still skipping")]
+    assert 1 <= len(summaries) <= 3 and all("bitcoin:usd (bad_value)" in s for s in summaries), summaries
+    assert [t.coin for t in out.ticks] == ["ethereum"] * polls
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        poller.run(max_polls=1)  # the fault is spent: bitcoin is quoted again
+    assert [m for m in lines(caplog, "producer.service", logging.INFO) if "usable again" in m] == [
+        "bitcoin:usd is usable again (skipped as bad_value since the first warning)"
+    ]
+    assert sample(poller.metrics, "cw_producer_skipped_pairs") == 0
+    assert out.ticks[-1].coin in ("bitcoin", "ethereum") and "bitcoin" in {t.coin for t in out.ticks[-2:]}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from crypto_watcher.config import Plan, ProducerSettings, load_settings
-from producer.cli import PLANS, main, make_client, monthly_calls
+from producer.cli import PLANS, main, make_client, monthly_calls, pro_key_rate
 from producer.coingecko import CoinGeckoClient, CoinGeckoError
 from tests.support.coingecko import FakeCoinGecko, steady
 from tests.test_producer_common import (
@@ -116,6 +116,32 @@ def test_pro_key_endpoint_supplies_the_real_per_minute_limit(monkeypatch: pytest
             {"coingecko_plan": "pro", "coingecko_base_url": fake.url, "coingecko_calls_per_minute": 100},
         )
         assert make_client(explicit, threading.Event()).budget == 100.0  # the user's setting wins
+
+
+@pytest.mark.parametrize(("key_limit", "plan_limit"), [(120, 300), (250, None)])
+def test_pro_budget_is_the_keys_own_limit_not_the_plans(
+    monkeypatch: pytest.MonkeyPatch, key_limit: int, plan_limit: int | None
+) -> None:
+    """``/key`` reports the plan-wide limit (shared by every key of the account) and the key's own;
+    CoinGecko enforces the key's, so budgeting with the plan's would run into 429s."""
+    import threading
+
+    with FakeCoinGecko(plan="pro", rate_limit_per_minute=key_limit, plan_rate_limit_per_minute=plan_limit) as fake:
+        info = CoinGeckoClient(Plan.PRO, fake.api_key, base_url=fake.url, metrics=fresh_metrics()).get("key")
+        assert info["api_key_rate_limit_request_per_minute"] == key_limit
+        assert info["rate_limit_request_per_minute"] == (plan_limit or 2 * key_limit) != key_limit
+        monkeypatch.setenv("CW_COINGECKO_API_KEY", str(fake.api_key))
+        settings = load_settings(ProducerSettings, {"coingecko_plan": "pro", "coingecko_base_url": fake.url})
+        setup = make_client(settings, threading.Event())
+    assert (setup.budget, setup.limiter.max_calls) == (float(key_limit), key_limit)
+
+
+def test_pro_key_rate_takes_the_smaller_figure_and_ignores_junk() -> None:
+    assert pro_key_rate({"rate_limit_request_per_minute": 1000, "api_key_rate_limit_request_per_minute": 250}) == 250
+    assert pro_key_rate({"rate_limit_request_per_minute": 100, "api_key_rate_limit_request_per_minute": 250}) == 100
+    assert pro_key_rate({"rate_limit_request_per_minute": 1000}) == 1000  # an older answer without the key's
+    assert pro_key_rate({"api_key_rate_limit_request_per_minute": True, "rate_limit_request_per_minute": 0}) is None
+    assert pro_key_rate({}) is None
 
 
 def test_monthly_estimate() -> None:

@@ -22,6 +22,7 @@ from tests.deploy.tools import (
     by_kind,
     helm_template,
     helm_template_text,
+    image_args,
     load_yaml,
     pod_specs,
     run,
@@ -75,7 +76,7 @@ def test_there_are_at_least_two_ci_value_sets() -> None:
 
 @pytest.mark.parametrize("values", VALUE_SETS, ids=VALUE_IDS)
 def test_helm_lint_strict(values: Path | None) -> None:
-    proc = run(["helm", "lint", "--strict", str(CHART), *values_args(values)])
+    proc = run(["helm", "lint", "--strict", str(CHART), *image_args(), *values_args(values)])
     assert "0 chart(s) failed" in proc.stdout
 
 
@@ -317,7 +318,74 @@ def test_network_policy_per_service(default_objects: list[dict[str, Any]]) -> No
         egress_ports = {p["port"] for rule in spec["egress"] for p in rule.get("ports", [])}
         assert {53, 9092} <= egress_ports
         assert (8086 in egress_ports) == (component == "processor")
-        assert (443 in egress_ports) == (component != "processor")
+        assert (443 in egress_ports) == (component == "producer")  # the notifier: its targets' ports
+
+
+def policy_ports(objects: list[dict[str, Any]], component: str) -> set[int]:
+    (policy,) = [p for p in by_kind(objects, "NetworkPolicy") if component_of(p) == component]
+    return {int(p["port"]) for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}
+
+
+def apprise_port(url: str) -> int:
+    """The port apprise itself connects to for ``url`` (the notifier sends through apprise)."""
+    import apprise
+
+    targets = apprise.Apprise()
+    assert targets.add(url), url
+    plugin = targets[0]
+    if plugin.port:
+        return int(plugin.port)
+    # Services on a fixed host (Telegram, Slack, Discord...) and the s-variants speak HTTPS.
+    return 80 if plugin.url().split("://")[0] in ("json", "xml", "form") else 443
+
+
+NOTIFY_TARGETS = [
+    # The README's and the notifier's --help examples, and one of each kind of port.
+    "mailtos://user:app-password@smtp.example.org",
+    "mailto://user:app-password@gmail.com",
+    "mailto://user:pw@mail.example.org?mode=ssl",
+    "mailtos://user:pw@mail.example.org:2525",
+    "tgram://123456789:ABCdefGHIjkl_mnoPQRstu-vwxYZ012345/12345",
+    "slack://TokenA/TokenB/TokenC/#alerts",
+    "discord://1234/abcd",
+    "json://hooks.example.org/cw",
+    "jsons://hooks.example.org/cw",
+    "json://hooks.example.org:8080/cw",
+]
+
+
+@pytest.mark.parametrize("url", NOTIFY_TARGETS)
+def test_notifier_egress_allows_the_port_of_each_configured_target(url: str) -> None:
+    """The README's e-mail target (`mailtos://`) needs SMTP submission, not 443: the notifier's
+    egress follows the URLs in secrets.notifyUrls, and the producer keeps HTTPS only."""
+    objects = helm_template("--set-string", f"secrets.notifyUrls={url}")
+    ports = policy_ports(objects, "notifier")
+    assert apprise_port(url) in ports, (url, ports)
+    assert ports - {53, 9092} <= {443, 465, 587, 80, 2525, 8080}
+    assert policy_ports(objects, "producer") == {53, 9092, 443}
+
+
+def test_notifier_egress_of_several_targets_and_of_none(tmp_path: Path) -> None:
+    values = tmp_path / "targets.yaml"
+    values.write_text(yaml.safe_dump({"secrets": {"notifyUrls": ", ".join(NOTIFY_TARGETS)}}))
+    ports = policy_ports(helm_template("-f", str(values)), "notifier")
+    assert {apprise_port(u) for u in NOTIFY_TARGETS} <= ports
+    # No target: alerts go to the console only, the notifier reaches nothing but DNS and Kafka.
+    assert policy_ports(helm_template(), "notifier") == {53, 9092}
+
+
+def test_notifier_egress_with_urls_in_an_existing_secret() -> None:
+    """The chart cannot read an existing Secret: HTTPS and both SMTP submission ports, unless
+    networkPolicy.notifierPorts says which."""
+    existing = ["-f", str(CHART / "ci" / "existing-secret-values.yaml")]
+    assert policy_ports(helm_template(*existing), "notifier") == {53, 9092, 443, 465, 587}
+    chosen = helm_template(*existing, "--set", "networkPolicy.notifierPorts={8443}")
+    assert policy_ports(chosen, "notifier") == {53, 9092, 8443}
+    # With inline URLs the listed ports come on top of theirs.
+    both = helm_template(
+        "--set-string", "secrets.notifyUrls=json://h.example.org/x", "--set", "networkPolicy.notifierPorts={25}"
+    )
+    assert policy_ports(both, "notifier") == {53, 9092, 80, 25}
 
 
 def test_services_and_service_monitor(full_objects: list[dict[str, Any]]) -> None:
@@ -572,6 +640,55 @@ def test_notes_render(chart_copy: Path) -> None:
         text = cm["data"]["notes"]
         assert "helm test cw" in text
         assert "cw-crypto-watcher-processor:9102" in text
+
+
+# --- the image ------------------------------------------------------------------------------------
+
+
+def test_chart_from_a_checkout_refuses_to_guess_the_image() -> None:
+    """The image is ghcr.io/<owner>/crypto-watcher and only a release knows <owner>: a checkout's
+    chart must not default to a guess that does not exist (ImagePullBackOff), but say what to set."""
+    out = helm_template_text(check=False, image=None)
+    assert "image.repository" in out and "ghcr.io/<owner>/crypto-watcher" in out, out
+    assert "kind: Deployment" not in out
+    assert load_yaml(CHART / "values.yaml")["image"]["repository"] == ""
+
+
+def release_image_and_stamp(release: dict[str, Any]) -> tuple[str, str]:
+    """(image the release pushes, repository the release writes into the chart), with the owner
+    written as OWNER in both, from .github/workflows/release.yml."""
+    jobs = release["jobs"]
+    meta = next(s for s in jobs["image"]["steps"] if s.get("uses", "").startswith("docker/metadata-action@"))
+    pushed = meta["with"]["images"].strip().replace("${{ github.repository_owner }}", "OWNER")
+    package = "\n".join(s.get("run", "") for s in jobs["chart"]["steps"])
+    match = re.search(r'set-chart-image\.sh helm/crypto-watcher "([^"]+)"', package)
+    assert match, "the release does not set the chart's image before packaging"
+    assert 'owner="${GITHUB_REPOSITORY_OWNER,,}"' in package  # GHCR names are lower case, as metadata-action's
+    stamp = match.group(1).replace("${owner}", "OWNER")
+    assert package.index("set-chart-image.sh") < package.index("helm package helm/crypto-watcher")
+    return pushed, stamp
+
+
+def test_released_chart_defaults_to_the_image_the_same_release_pushes(tmp_path: Path) -> None:
+    release = load_yaml(REPO / ".github" / "workflows" / "release.yml")
+    pushed, stamp = release_image_and_stamp(release)
+    assert pushed == stamp == "ghcr.io/OWNER/crypto-watcher"
+    # Do what the release does, on a copy, for an owner with capitals, and install the package.
+    chart = tmp_path / "crypto-watcher"
+    shutil.copytree(CHART, chart)
+    owner = "Example-Org".lower()
+    run(["bash", str(REPO / "scripts" / "set-chart-image.sh"), str(chart), stamp.replace("OWNER", owner)])
+    run(["helm", "lint", "--strict", str(chart)])
+    run(["helm", "package", str(chart), "--version", "1.2.3", "--app-version", "1.2.3", "--destination", str(tmp_path)])
+    objects = helm_template(chart=tmp_path / "crypto-watcher-1.2.3.tgz", image=None)
+    images = {c["image"] for _name, spec in pod_specs(objects) for c in spec["containers"]}
+    assert images == {f"ghcr.io/{owner}/crypto-watcher:1.2.3"}
+    # The stamp is checked: a capital letter (GHCR refuses it) or a second run is refused.
+    stamp_script = str(REPO / "scripts" / "set-chart-image.sh")
+    bad = run(["bash", stamp_script, str(chart), "ghcr.io/Example/x"], check=False)
+    assert bad.returncode != 0 and "lower case" in bad.stderr
+    again = run(["bash", stamp_script, str(chart), "ghcr.io/other/crypto-watcher"], check=False)
+    assert again.returncode != 0 and "already set" in again.stderr
 
 
 def test_chart_packages_with_its_dashboards(tmp_path: Path) -> None:

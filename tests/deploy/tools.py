@@ -54,17 +54,38 @@ def run(
     return proc
 
 
-def helm_template_text(*args: str, chart: Path = CHART, check: bool = True) -> str:
+EXAMPLE_IMAGE = "ghcr.io/example/crypto-watcher"
+"""The image repository renders of a checkout's chart pass: only a release knows the real one
+(``ghcr.io/<owner>/crypto-watcher``), so the chart in the repository has none and refuses to guess."""
+
+
+def image_args(image: str | None = EXAMPLE_IMAGE) -> list[str]:
+    return [] if image is None else ["--set", f"image.repository={image}"]
+
+
+def helm_template_text(*args: str, chart: Path = CHART, check: bool = True, image: str | None = EXAMPLE_IMAGE) -> str:
+    """``helm template`` of ``chart``; ``image=None`` renders without setting image.repository."""
     proc = run(
-        ["helm", "template", "cw", str(chart), "--namespace", "crypto", "--kube-version", KUBE_VERSIONS[-1], *args],
+        [
+            "helm",
+            "template",
+            "cw",
+            str(chart),
+            "--namespace",
+            "crypto",
+            "--kube-version",
+            KUBE_VERSIONS[-1],
+            *image_args(image),
+            *args,
+        ],
         check=check,
     )
     return proc.stdout if proc.returncode == 0 else proc.stderr
 
 
-def helm_template(*args: str, chart: Path = CHART) -> list[dict[str, Any]]:
+def helm_template(*args: str, chart: Path = CHART, image: str | None = EXAMPLE_IMAGE) -> list[dict[str, Any]]:
     """Render the chart and return its objects (the helm test pod included)."""
-    return [doc for doc in yaml.safe_load_all(helm_template_text(*args, chart=chart)) if doc]
+    return [doc for doc in yaml.safe_load_all(helm_template_text(*args, chart=chart, image=image)) if doc]
 
 
 def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ CoinGecko is unreachable from tests and its behaviour under stress (rate limits,
 half-written bodies, odd values) is exactly what the producer must survive, so the tests need a
 server that answers like CoinGecko on a real socket and can be told *what* the market does and *how*
 the next request fails. Everything here follows the official OpenAPI 3.0 files and the error
-catalogue in ``/work/shared/coingecko/README.md``; where the real service's behaviour is not pinned
+catalogue in ``docs/coingecko/README.md``; where the real service's behaviour is not pinned
 down, the choice made is said next to the code.
 
 Usage::
@@ -765,6 +765,11 @@ class FakeCoinGecko:
 
     ``rate_limit_per_minute`` (off by default) enforces a sliding one-minute budget in wall time,
     answering 429 JSON with Retry-After once it is spent, for tests of the client's own limiter.
+    On Pro, ``GET /key`` reports it as the key's own limit (``api_key_rate_limit_request_per_minute``,
+    500 when off) and ``plan_rate_limit_per_minute`` as the plan-wide one
+    (``rate_limit_request_per_minute``, shared by every key of the account). The plan-wide figure
+    defaults to twice the key's, so the two always differ and a client budgeting with the wrong one
+    is caught.
     """
 
     def __init__(
@@ -777,6 +782,7 @@ class FakeCoinGecko:
         unknown_key: UnknownKeyAnswer = "wrong_host",
         rate_limit_per_minute: int | None = None,
         monthly_call_credit: int = 500_000,
+        plan_rate_limit_per_minute: int | None = None,
     ) -> None:
         if plan not in ("public", "demo", "pro"):
             raise ValueError(f"plan must be public, demo or pro, got {plan!r}")
@@ -786,6 +792,7 @@ class FakeCoinGecko:
         self.api_key = api_key
         self.unknown_key: UnknownKeyAnswer = unknown_key
         self.rate_limit_per_minute = rate_limit_per_minute
+        self.plan_rate_limit_per_minute = plan_rate_limit_per_minute
         self.monthly_call_credit = monthly_call_credit
         self.advance_on_poll = False
         """When True, every answer that delivers quotes moves the clock to the next scripted
@@ -1474,16 +1481,17 @@ class FakeCoinGecko:
         if self.plan != "pro":
             return _json_answer(401, _status_error(10005, PLAN_RESTRICTED_MESSAGE))
         used = sum(1 for c in self._calls if c.path != "/key")
-        per_minute = self.rate_limit_per_minute or 500
+        key_per_minute = self.rate_limit_per_minute or 500
+        plan_per_minute = self.plan_rate_limit_per_minute or 2 * key_per_minute
         return _json_answer(
             200,
             {
                 "plan": "Other",
-                "rate_limit_request_per_minute": per_minute,
+                "rate_limit_request_per_minute": plan_per_minute,
                 "monthly_call_credit": self.monthly_call_credit,
                 "current_total_monthly_calls": used,
                 "current_remaining_monthly_calls": max(self.monthly_call_credit - used, 0),
-                "api_key_rate_limit_request_per_minute": per_minute,
+                "api_key_rate_limit_request_per_minute": key_per_minute,
                 "api_key_monthly_call_credit": self.monthly_call_credit,
                 "api_key_current_total_monthly_calls": used,
             },

@@ -71,13 +71,41 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/* The image reference: repository@digest when a digest is given, else repository:tag. */}}
+{{/* The image reference: repository@digest when a digest is given, else repository:tag. A chart
+from a checkout has no repository (only a release knows the owner part): say what to set. */}}
 {{- define "crypto-watcher.image" -}}
+{{- $repository := required "image.repository is not set: a release pushes the image to ghcr.io/<owner>/crypto-watcher (<owner>: whoever hosts the repository) and its chart, oci://ghcr.io/<owner>/charts/crypto-watcher, has it filled in; with the chart from a checkout pass --set image.repository=ghcr.io/<owner>/crypto-watcher, or the repository of an image built from the Dockerfile" .Values.image.repository }}
 {{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- printf "%s:%s" $repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
+{{- end }}
+
+{{/* Ports the notifier's NetworkPolicy lets it reach, as a JSON list: networkPolicy.notifierPorts
+plus, for each URL in secrets.notifyUrls, its own port, else its scheme's as apprise uses it
+(mailto/mailtos: 587 STARTTLS and 465 TLS, both since a URL's mode or provider picks one; json,
+xml, form: 80; every other service: HTTPS). URLs in an existing Secret cannot be read here: then
+networkPolicy.notifierPorts, or HTTPS and both SMTP submission ports when it is empty. The URLs
+are secret: only their ports leave this template. */}}
+{{- define "crypto-watcher.notifierPorts" -}}
+{{- $ports := list }}
+{{- range .Values.networkPolicy.notifierPorts }}{{ $ports = append $ports (int .) }}{{ end }}
+{{- if .Values.secrets.existingSecret }}
+{{- if not $ports }}{{ $ports = list 443 465 587 }}{{ end }}
+{{- else }}
+{{- range $target := regexFindAll "[A-Za-z][A-Za-z0-9+.-]*://[^/?#,\\s]*" (.Values.secrets.notifyUrls | default "") -1 }}
+{{- $scheme := lower (regexReplaceAll "://.*$" $target "") }}
+{{- $hostPort := regexReplaceAll "^.*@" (regexReplaceAll "^[^:]*://" $target "") "" }}
+{{- $port := trimPrefix ":" (regexFind ":[0-9]+$" $hostPort) }}
+{{- if $port }}{{ $ports = append $ports (atoi $port) }}
+{{- else if has $scheme (list "mailto" "mailtos") }}{{ $ports = concat $ports (list 587 465) }}
+{{- else if has $scheme (list "json" "xml" "form") }}{{ $ports = append $ports 80 }}
+{{- else }}{{ $ports = append $ports 443 }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- uniq $ports | toJson }}
 {{- end }}
 
 {{/* Name of the Secret the pods read: existingSecret, or the one this chart creates. */}}
