@@ -32,6 +32,7 @@ Examples:
   crypto-processor --windows 5m,15m,1h --drop-pct 4 --cooldown 30m
   CW_INFLUX_API=v2 CW_INFLUX_URL=http://influxdb:8086 CW_INFLUX_TOKEN=... CW_INFLUX_ORG=crypto crypto-processor
   crypto-processor replay --from 2026-01-01 --to 2026-01-08 --influx-db crypto_whatif --rules new-rules.yaml
+  CW_INFLUX_API=v2 ... crypto-processor replay --from 2026-01-01 --to 2026-01-08 --influx-bucket crypto_whatif
 Stop with Ctrl-C or SIGTERM: the current checkpoint is committed first.
 """
 
@@ -39,12 +40,20 @@ REPLAY_EPILOG = """\
 The replay reads from a warm-up before --from (the longest window, the grace period and the
 candle history the indicators need) so its windows and alerts match what the live run saw, and
 writes only what falls within [--from, --to]. It uses its own consumer group and state folder.
+It writes into the database (v1, --influx-db) or bucket (v2, --influx-bucket) you name; the live
+one (CW_INFLUX_DB / CW_INFLUX_BUCKET, default crypto) only with --into-live: what-if alerts and
+candles cannot be told from real ones once written. A missing v2 bucket is created (the token must
+be allowed to; otherwise create it first).
 Its alerts go to --alerts-topic (default crypto.alerts.replay, so nobody is notified twice);
 pass --alerts-topic crypto.alerts to feed them to the notifier (which deduplicates by alert id).
+Examples:
+  crypto-processor replay --from 2026-01-01 --to 2026-01-08 --influx-db crypto_whatif --rules new.yaml
+  CW_INFLUX_API=v2 ... crypto-processor replay --from 2026-01-01 --to 2026-01-08 --influx-bucket crypto_whatif
+  crypto-processor replay --from 2026-01-01 --to 2026-01-08 --into-live     # rebuild the live data
 """
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, replay: bool = False) -> None:
     add = p.add_argument
     add(
         "--bootstrap",
@@ -63,8 +72,22 @@ def _common(p: argparse.ArgumentParser) -> None:
     add("--grace", help="how late a tick may arrive, e.g. 60s [CW_GRACE, default 60s]")
     add("--influx-api", dest="influx_api", choices=["v1", "v2"], help="InfluxDB API [CW_INFLUX_API, default v1]")
     add("--influx-url", dest="influx_url", help="InfluxDB URL [CW_INFLUX_URL, default http://127.0.0.1:8086]")
-    add("--influx-db", dest="influx_db", help="v1 database [CW_INFLUX_DB, default crypto]")
-    add("--influx-bucket", dest="influx_bucket", help="v2 bucket [CW_INFLUX_BUCKET, default crypto]")
+    if replay:
+        add("--influx-db", dest="influx_db", help="v1: database to write, not the live CW_INFLUX_DB (see --into-live)")
+        add(
+            "--influx-bucket",
+            dest="influx_bucket",
+            help="v2: bucket to write (created if missing), not the live CW_INFLUX_BUCKET (see --into-live)",
+        )
+        add(
+            "--into-live",
+            dest="into_live",
+            action="store_true",
+            help="allow writing into the live database/bucket (CW_INFLUX_DB / CW_INFLUX_BUCKET)",
+        )
+    else:
+        add("--influx-db", dest="influx_db", help="v1 database [CW_INFLUX_DB, default crypto]")
+        add("--influx-bucket", dest="influx_bucket", help="v2 bucket [CW_INFLUX_BUCKET, default crypto]")
     add("--state-dir", dest="state_dir", help="local state folder [CW_STATE_DIR, default .cache/state]")
     add("--log-level", help="DEBUG, INFO, WARNING, ERROR [CW_LOG_LEVEL, default INFO]")
 
@@ -100,14 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=REPLAY_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _common(replay)
+    _common(replay, replay=True)
     replay.add_argument("--from", dest="from_time", required=True, help="start, ISO 8601 (UTC if no zone) or epoch ms")
     replay.add_argument("--to", dest="to_time", required=True, help="end (inclusive), ISO 8601 or epoch ms")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     return p
 
 
-CLI_ONLY = {"command", "stop_when_idle", "log_level", "from_time", "to_time", "no_progress"}
+CLI_ONLY = {"command", "stop_when_idle", "log_level", "from_time", "to_time", "no_progress", "into_live"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -157,14 +180,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _replay(args: argparse.Namespace, flags: dict[str, object]) -> int:
-    from processor.replay import parse_time, replay
+    from processor.replay import choose_target, parse_time, replay
 
     try:
         from_ms, to_ms = parse_time(args.from_time), parse_time(args.to_time)
-        base = load_settings(ProcessorSettings, flags)
+        # The live settings: the environment (and the other flags) without the replay's own target.
+        live = {k: v for k, v in flags.items() if k not in ("influx_db", "influx_bucket")}
+        base = load_settings(ProcessorSettings, live)
+        target = choose_target(base, args.influx_db, args.influx_bucket, args.into_live)
+        if target.live:
+            log.warning("replaying into the live %s %r (--into-live)", target.kind, target.name)
         group = args.consumer_group or f"{base.consumer_group}-replay-{from_ms}-{to_ms}-{int(time.time())}"
         flags = {
-            **flags,
+            **live,
+            **target.settings,
             "consumer_group": group,
             "alerts_topic": args.alerts_topic or "crypto.alerts.replay",
             "state_dir": args.state_dir or f".cache/replay/{group}",

@@ -91,7 +91,7 @@ def _classify(status: int, text: str, retry_after: str | None, what: str) -> Exc
 
 
 class V1Writer:
-    """InfluxDB 1.x ``/write`` (also served by 1.8+, 2.x with DBRP mappings, and 3.x)."""
+    """InfluxDB 1.x ``/write`` (tested on 1.6; 1.8+ and 2.x with DBRP mappings serve it too)."""
 
     def __init__(
         self, url: str, database: str, username: str | None = None, password: str | None = None, timeout_s: float = 10.0
@@ -141,7 +141,7 @@ class V1Writer:
 
 
 class V2Writer:
-    """InfluxDB 2.x/3.x through influxdb-client, synchronous so the checkpoint knows the outcome."""
+    """InfluxDB 2.x through influxdb-client, synchronous so the checkpoint knows the outcome."""
 
     def __init__(self, url: str, token: str, org: str, bucket: str, timeout_s: float = 10.0) -> None:
         from influxdb_client.client.influxdb_client import InfluxDBClient

@@ -3,9 +3,10 @@
 - the committed JSON/YAML is exactly what ``grafana/generate.py`` writes;
 - provisioning files parse and agree with each other (datasource uids, contact points);
 - every InfluxQL query (panels, annotations, variables, alert rules), with Grafana's macros and
-  variables substituted, runs on a real InfluxDB 1.x holding a scripted feed and returns the
-  series and columns its panel uses; the alert rules' expression chains fire where the script
-  says they must;
+  variables substituted, sent as the provisioned datasource sends it, runs on a real InfluxDB 2
+  (what compose and the Helm chart deploy) and a real InfluxDB 1.x, each holding a scripted feed
+  the real processor wrote, and returns the series and columns its panel uses; the alert rules'
+  expression chains fire where the script says they must;
 - every PromQL expression parses and type-checks (promtool), and promtool accepts the Prometheus
   configuration, rules and rule unit tests.
 """
@@ -19,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,9 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import Feed, influx_query
+from crypto_watcher.config import ProcessorSettings
+
+from .conftest import Database, Feed
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "grafana"
@@ -188,6 +192,20 @@ def test_datasources_influxql_with_token_header_and_prometheus() -> None:
     assert influx["secureJsonData"]["httpHeaderValue1"] == "Token ${INFLUX_TOKEN}"
     assert prom["type"] == "prometheus" and prom["url"] == "${PROMETHEUS_URL}"
     assert len({ds["name"] for ds in sources.values()}) == len(sources)
+
+
+def test_datasource_database_is_the_one_compose_maps_to_the_bucket() -> None:
+    """InfluxDB 2 serves InfluxQL only through a DBRP mapping: compose's init script maps a database
+    to whatever bucket INFLUXDB_BUCKET names, and the datasource must ask for that database (a
+    wrong name is an InfluxQL error on every panel). Without compose, InfluxDB 2.4+ maps each
+    bucket's own name, which the processor's default bucket matches."""
+    compose = load_yaml(ROOT / "docker-compose.yml")
+    init = compose["configs"]["influxdb-init"]["content"]
+    mapped = re.search(r"influx v1 dbrp create --db (\S+) ", init)
+    assert mapped, init
+    db_name = provisioned_datasources()["cw-influxdb"]["jsonData"]["dbName"]
+    assert db_name == mapped.group(1)
+    assert db_name == ProcessorSettings.model_fields["influx_bucket"].default
 
 
 def test_every_referenced_datasource_uid_is_provisioned() -> None:
@@ -414,7 +432,7 @@ def influx_boards() -> list[str]:
 
 def resolve_variables(
     board: dict[str, Any],
-    db: str,
+    db: Database,
     time_filter: str,
     pick: Callable[[list[str], dict[str, Any]], tuple[str, ...]],
 ) -> dict[str, Selection]:
@@ -423,7 +441,7 @@ def resolve_variables(
     for variable in board.get("templating", {}).get("list", []):
         assert variable["datasource"]["type"] == INFLUX_TYPE, variable["name"]
         query = interpolate(variable["query"], resolved, time_filter)
-        result = influx_query(db, query)
+        result = db.query(query)
         assert result.get("series"), f"variable ${variable['name']}: no values from {query}"
         values = sorted({row[1] for series in result["series"] for row in series["values"]})
         chosen = pick(values, variable)
@@ -455,7 +473,8 @@ def pick_others(feed: Feed) -> Callable[[list[str], dict[str, Any]], tuple[str, 
 
 
 def time_filters(feed: Feed) -> dict[str, str]:
-    """$timeFilter as Grafana renders a relative range and an absolute one."""
+    """$timeFilter two ways: "absolute" is what Grafana's backend sends for any range (epoch ms,
+    ``time >= …ms and time <= …ms``); "relative" is the ``now()`` form the frontend renders a relative range in."""
     return {
         "relative": "time > now() - 1h",
         "absolute": f"time >= {feed.start_ms}ms and time <= {feed.end_ms}ms",
@@ -534,7 +553,7 @@ def test_influxql_panels_return_what_they_show(
     for target in targets:
         query = interpolate(target.query, variables, time_filter)
         assert not VARIABLE.search(query), f"{target.where}: unsubstituted {query}"
-        result = influx_query(scripted_feed_db.db, query)
+        result = scripted_feed_db.db.query(query)
         columns = check_result(target, query, result, variables)
         check_panel_uses(target, columns, result)
 
@@ -559,7 +578,7 @@ def test_coin_detail_candles_and_alerts_follow_the_selected_coin(scripted_feed_d
     )
     assert set(variables["candle"].values) <= set(scripted_feed_db.candle_intervals)
     alerts = next(t for t in influx_targets(board) if t.where.endswith("Alerts ($coin/$vs) / A"))
-    result = influx_query(scripted_feed_db.db, interpolate(alerts.query, variables, "time > now() - 1h"))
+    result = scripted_feed_db.db.query(interpolate(alerts.query, variables, "time > now() - 1h"))
     rows = result["series"][0]["values"]
     kinds = {row[result["series"][0]["columns"].index("kind")] for row in rows}
     # the real processor also flags the crash's volatility and an RSI buy hint; never a spike
@@ -643,14 +662,25 @@ def evaluate_rule(rule: dict[str, Any], query_results: dict[str, Series]) -> set
     return {labels for labels, fires in firing.items() if fires}
 
 
-def run_rule_queries(rule: dict[str, Any], db: str) -> dict[str, Series]:
+def rule_time_filter(relative: dict[str, int], now_ms: int) -> str:
+    """``$timeFilter`` as Grafana's backend renders it for a rule query's relativeTimeRange (seconds
+    before now): absolute epoch milliseconds (pkg/tsdb/influxdb/models/query.go, renderTimeFilter)."""
+    return f"time >= {now_ms - relative['from'] * 1000}ms and time <= {now_ms - relative['to'] * 1000}ms"
+
+
+def rule_queries(rule: dict[str, Any], now_ms: int) -> dict[str, str]:
+    """Each InfluxDB query of the rule, by refId, exactly as Grafana sends it at ``now_ms``."""
+    return {
+        query["refId"]: interpolate(query["model"]["query"], {}, rule_time_filter(query["relativeTimeRange"], now_ms))
+        for query in rule["data"]
+        if query["datasourceUid"] == "cw-influxdb"
+    }
+
+
+def run_rule_queries(rule: dict[str, Any], db: Database) -> dict[str, Series]:
     results: dict[str, Series] = {}
-    for query in rule["data"]:
-        if query["datasourceUid"] != "cw-influxdb":
-            continue
-        lookback = query["relativeTimeRange"]["from"]
-        text = interpolate(query["model"]["query"], {}, f"time > now() - {lookback}s")
-        result = influx_query(db, text)
+    for ref, text in rule_queries(rule, int(time.time() * 1000)).items():
+        result = db.query(text)
         series: Series = {}
         for one in result.get("series", []):
             shape = expected_shape(text)
@@ -658,7 +688,7 @@ def run_rule_queries(rule: dict[str, Any], db: str) -> dict[str, Series]:
             assert set(one.get("tags", {})) == shape.group_tags, rule["title"]
             labels = tuple(sorted(one.get("tags", {}).items()))
             series[labels] = [row[1] for row in one["values"]]
-        results[query["refId"]] = series
+        results[ref] = series
     return results
 
 
@@ -695,7 +725,7 @@ def test_grafana_influxql_rules_run_and_fire_as_scripted(scripted_feed_db: Feed,
 
 
 @pytest.mark.services
-def test_pipeline_stalled_rule_alerts_on_no_data(empty_influx_db: str) -> None:
+def test_pipeline_stalled_rule_alerts_on_no_data(empty_influx_db: Database) -> None:
     rule = next(r for r in alert_rules() if r["uid"] == "cw-pipeline-stalled")
     results = run_rule_queries(rule, empty_influx_db)
     assert results["A"] == {}
