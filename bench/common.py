@@ -207,6 +207,28 @@ def compare(subject: Figure, baseline: Figure) -> dict[str, Any]:
     return {"subject": subject.as_dict(), "baseline": baseline.as_dict(), "ratio": ratio}
 
 
+def repo_path(path: str | Path) -> str:
+    """``path`` relative to the repository when it lies inside it (``processor``,
+    ``.cache/bench/...``), else as given: results are committed, and an absolute path would only
+    name the machine that ran them."""
+    absolute = Path(path).absolute()
+    try:
+        return absolute.relative_to(ROOT).as_posix() or "."
+    except ValueError:
+        return str(path)
+
+
+def repo_relative(value: Any) -> Any:
+    """``value`` with every string that is an absolute path inside the repository made relative."""
+    if isinstance(value, dict):
+        return {k: repo_relative(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [repo_relative(v) for v in value]
+    if isinstance(value, str) and (value == str(ROOT) or value.startswith(str(ROOT) + os.sep)):
+        return repo_path(value)
+    return value
+
+
 def save_results(name: str, command: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
@@ -217,8 +239,8 @@ def save_results(name: str, command: str, payload: dict[str, Any]) -> Path:
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **payload,
     }
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"load average at end {m['load_avg_1m']}; raw results: {path.relative_to(ROOT)}", flush=True)
+    path.write_text(json.dumps(repo_relative(record), indent=2) + "\n")
+    print(f"load average at end {m['load_avg_1m']}; raw results: {repo_path(path)}", flush=True)
     return path
 
 
@@ -305,7 +327,7 @@ def create_topic(name: str, partitions: int) -> None:
     fell out of range and it was reset to the beginning)."""
     admin = AdminClient({"bootstrap.servers": KAFKA, "log_level": 4})
     topic = NewTopic(
-        name, num_partitions=partitions, replication_factor=1, config={"retention.ms": retention_config(0)}
+        name, num_partitions=partitions, replication_factor=-1, config={"retention.ms": retention_config(0)}
     )
     futures = admin.create_topics([topic])
     futures[name].result(timeout=30)
@@ -324,7 +346,10 @@ def delete_topics(containing: str) -> None:
 
 
 def fill_topic(topic: str, records: Iterable[tuple[bytes, bytes, int]]) -> int:
-    """Write (key, value, timestamp) records as fast as Kafka takes them (set-up, not measured)."""
+    """Write (key, value, event time) records as fast as Kafka takes them (set-up, not measured).
+
+    The record timestamp is the publish time, as the producer's (docs/contracts.md); the event
+    time is already in the value."""
     producer = Producer(
         {
             "bootstrap.servers": KAFKA,
@@ -343,10 +368,10 @@ def fill_topic(topic: str, records: Iterable[tuple[bytes, bytes, int]]) -> int:
         if err is not None:
             failed.append(str(err))
 
-    for key, value, ts in records:
+    for key, value, _event_time in records:
         while True:
             try:
-                producer.produce(topic, key=key, value=value, timestamp=ts, on_delivery=report)
+                producer.produce(topic, key=key, value=value, on_delivery=report)
                 break
             except BufferError:
                 producer.poll(0.05)

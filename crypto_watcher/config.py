@@ -47,6 +47,15 @@ def _duration(value: Any) -> Any:
     return value
 
 
+def _replication(value: Any) -> Any:
+    """Unset, empty, ``default`` or -1 all mean: the brokers' own ``default.replication.factor``."""
+    if isinstance(value, str) and value.strip().lower() in ("", "default", "-1"):
+        return None
+    if value == -1:
+        return None
+    return value
+
+
 def _retention(value: Any) -> Any:
     """Like a duration, but "0" or "forever" mean Kafka keeps the data for ever."""
     if isinstance(value, str) and value.strip().lower() in ("0", "forever", "infinite", "-1"):
@@ -72,8 +81,14 @@ class KafkaSettings(_Base):
     it; a backfill of last year stays this long from the day it ran). 0 or `forever`: never deleted."""
     ticks_partitions: Annotated[int, Field(ge=1, le=1000)] = 3
     """Partitions of the ticks topic when the producer creates it (the processor's max parallelism)."""
+    topic_replication: Annotated[int, Field(ge=1, le=32767)] | None = None
+    """Replication factor of every topic the services create: ticks, alerts, dead letters and the
+    processor's state changelogs. Unset (or `default`): the brokers' `default.replication.factor`.
+    Start-up fails, saying why, if the cluster cannot meet it (fewer brokers, or below the brokers'
+    `min.insync.replicas`); existing topics keep theirs, with a warning if it is lower."""
 
     _keep = field_validator("topic_retention", mode="before")(_retention)
+    _replicas = field_validator("topic_replication", mode="before")(_replication)
 
 
 class HttpSettings(_Base):
@@ -166,7 +181,7 @@ class InfluxApi(StrEnum):
 
 class InfluxSettings(_Base):
     influx_api: InfluxApi = InfluxApi.V1
-    """v1: /write + InfluxQL (InfluxDB 1.x). v2: influxdb-client (InfluxDB 2.x, 3.x)."""
+    """v1: /write + InfluxQL (InfluxDB 1.x). v2: influxdb-client (InfluxDB 2.x). Other versions are untested."""
     influx_url: str = "http://127.0.0.1:8086"
     """InfluxDB base URL."""
     influx_db: str = "crypto"

@@ -29,7 +29,7 @@ from quixstreams.models.serializers import Deserializer
 from quixstreams.state.rocksdb import RocksDBOptions
 
 from crypto_watcher.config import ProcessorSettings
-from crypto_watcher.kafka import retention_config
+from crypto_watcher.kafka import cluster_replication, retention_config
 from crypto_watcher.logs import add_context_provider
 from crypto_watcher.messages import Alert, MessageError, Tick
 from processor import metrics
@@ -39,6 +39,7 @@ from processor.moves import sliding_changes
 from processor.points import alert_line, candle_line, change_line, price_line
 from processor.rules import RuleSet, load_rules
 from processor.signals import MoveRule, candle_record, evaluate_candle, evaluate_changes, move_rules
+from processor.topics import topic_manager, warn_existing
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,10 @@ def build_pipeline(
         settings.consumer_group,
         on_dead=lambda kind: metrics.DLQ.labels(kind).inc(),
     )
+    # One replication factor (CW_TOPIC_REPLICATION, else the brokers' default) for every topic the
+    # app creates, its state changelogs included (processor.topics says why Quix needs help there).
+    replication = cluster_replication(settings.kafka_bootstrap, settings.topic_replication)
+    topics = topic_manager(settings.kafka_bootstrap, settings.consumer_group, replication)
     app = Application(
         broker_address=settings.kafka_bootstrap,
         consumer_group=settings.consumer_group,
@@ -128,23 +133,25 @@ def build_pipeline(
         # A SIGKILLed processor keeps its partitions until the group session times out (45 s by
         # default); 10 s lets a restarted one resume sooner, still far above a GC pause.
         consumer_extra_config={"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2_000},
+        topic_manager=topics,
     )
+    rf = replication.factor
     keep = {"retention.ms": retention_config(settings.topic_retention)}
     ticks = app.topic(
         settings.ticks_topic,
         key_deserializer="str",
         value_deserializer=TickDeserializer(),
         timestamp_extractor=tick_event_time,
-        config=TopicConfig(num_partitions=settings.ticks_partitions, replication_factor=1, extra_config=keep),
+        config=TopicConfig(num_partitions=settings.ticks_partitions, replication_factor=rf, extra_config=keep),
     )
     alerts_topic = app.topic(
         settings.alerts_topic,
         key_serializer="str",
         value_serializer="bytes",
-        config=TopicConfig(num_partitions=1, replication_factor=1, extra_config=keep),
+        config=TopicConfig(num_partitions=1, replication_factor=rf, extra_config=keep),
     )
-    app.topic(settings.dlq_topic, config=TopicConfig(num_partitions=1, replication_factor=1, extra_config=keep))
-    sink = sink or InfluxSink(make_writer(settings))
+    app.topic(settings.dlq_topic, config=TopicConfig(num_partitions=1, replication_factor=rf, extra_config=keep))
+    sink = sink or InfluxSink(make_writer(settings), dead_letters=dead)  # refused points: DLQ topic too
     keep_output = alert_filter or (lambda value: True)
     rules_cache: dict[str, list[MoveRule]] = {}
 
@@ -206,6 +213,7 @@ def build_pipeline(
         # The alert record's Kafka timestamp is when it was published, not the tick's event time
         # (which the value carries): idempotence and retention need recent timestamps (contracts.md).
         alerts.apply(_publish_alert).set_timestamp(_now_ms).to_topic(alerts_topic)
+    warn_existing(topics, replication)
     return Pipeline(app, sink, dead, ruleset)
 
 

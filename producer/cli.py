@@ -216,7 +216,11 @@ def _ensure_topic(settings: ProducerSettings, stop: threading.Event) -> None:
     """Create the ticks topic; if Kafka is away, keep trying in the background (ticks buffer meanwhile)."""
     try:
         ensure_topic(
-            settings.kafka_bootstrap, settings.ticks_topic, settings.ticks_partitions, settings.topic_retention
+            settings.kafka_bootstrap,
+            settings.ticks_topic,
+            settings.ticks_partitions,
+            settings.topic_retention,
+            settings.topic_replication,
         )
         return
     except Exception as exc:
@@ -230,10 +234,16 @@ def _ensure_topic(settings: ProducerSettings, stop: threading.Event) -> None:
         while not stop.wait(10.0):
             try:
                 ensure_topic(
-                    settings.kafka_bootstrap, settings.ticks_topic, settings.ticks_partitions, settings.topic_retention
+                    settings.kafka_bootstrap,
+                    settings.ticks_topic,
+                    settings.ticks_partitions,
+                    settings.topic_retention,
+                    settings.topic_replication,
                 )
                 log.info("Kafka answers again; topic %s is there", settings.ticks_topic)
                 return
+            except ConfigError as exc:  # e.g. too few brokers for CW_TOPIC_REPLICATION: may come back
+                log.error("cannot create topic %s: %s", settings.ticks_topic, exc)
             except Exception as exc:
                 log.debug("topic creation still failing: %s", exc)
 
@@ -280,16 +290,37 @@ def make_client(
                 raise ConfigError(f"CoinGecko refused the Pro key: {exc}") from None
             log.warning("could not read the Pro key's limits (%s); budget stays %g/min", exc, budget)
             return setup
-        rate = info.get("rate_limit_request_per_minute") if isinstance(info, dict) else None
-        left = info.get("current_remaining_monthly_calls") if isinstance(info, dict) else None
+        info = info if isinstance(info, dict) else {}
+        left = info.get("current_remaining_monthly_calls")
         if isinstance(left, int) and not isinstance(left, bool):
             setup.monthly_left = left
-        if isinstance(rate, int | float) and not isinstance(rate, bool) and rate > 0:
-            log.info("Pro key: %g calls/min, %s monthly credits left", rate, left)
+        rate = pro_key_rate(info)
+        if rate is not None:
+            log.info(
+                "Pro key: %g calls/min (this key %s, the plan %s), %s monthly credits left",
+                rate,
+                info.get("api_key_rate_limit_request_per_minute", "-"),
+                info.get("rate_limit_request_per_minute", "-"),
+                left,
+            )
             if settings.coingecko_calls_per_minute is None:
-                limiter.set_budget(float(rate))
-                setup.budget = float(rate)
+                limiter.set_budget(rate)
+                setup.budget = rate
     return setup
+
+
+def pro_key_rate(info: dict[str, Any]) -> float | None:
+    """The per-minute budget ``GET /key`` allows this key, or None when it reports none.
+
+    ``rate_limit_request_per_minute`` is the plan's, shared by every key of the account;
+    ``api_key_rate_limit_request_per_minute`` is this key's own and the one CoinGecko enforces on
+    its calls, so it is the budget. Both count, so the smaller wins when both are there."""
+    rates = [
+        float(value)
+        for value in (info.get("api_key_rate_limit_request_per_minute"), info.get("rate_limit_request_per_minute"))
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    ]
+    return min(rates) if rates else None
 
 
 def resolve_coins(
@@ -454,7 +485,11 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
         except Stopped:
             log.info("stopped before the first poll")
             return 0
-        _ensure_topic(settings, stop)
+        try:
+            _ensure_topic(settings, stop)
+        except ConfigError as exc:  # the replication setting cannot be met: fail now, saying why
+            print(f"crypto-producer: {exc}", file=sys.stderr)
+            return 2
         publisher = TickPublisher(
             settings.kafka_bootstrap, settings.ticks_topic, stop=stop, on_blocked=lambda: liveness.beat(0)
         )
@@ -561,7 +596,17 @@ def _backfill(args: argparse.Namespace, stop: threading.Event) -> int:
         return 1
     if args.restart:
         checkpoint.clear()
-    ensure_topic(settings.kafka_bootstrap, settings.ticks_topic, settings.ticks_partitions, settings.topic_retention)
+    try:
+        ensure_topic(
+            settings.kafka_bootstrap,
+            settings.ticks_topic,
+            settings.ticks_partitions,
+            settings.topic_retention,
+            settings.topic_replication,
+        )
+    except ConfigError as exc:
+        print(f"crypto-producer backfill: {exc}", file=sys.stderr)
+        return 2
     retention = topic_retention_ms(settings.kafka_bootstrap, settings.ticks_topic)
     if retention is not None and retention >= 0:
         until = datetime.fromtimestamp(time.time() + retention / 1000, UTC).strftime("%Y-%m-%d")
@@ -624,9 +669,17 @@ def _replay(args: argparse.Namespace, stop: threading.Event) -> int:
         return 2
     publisher: TickPublisher | None = None
     if not args.check:
-        ensure_topic(
-            settings.kafka_bootstrap, settings.ticks_topic, settings.ticks_partitions, settings.topic_retention
-        )
+        try:
+            ensure_topic(
+                settings.kafka_bootstrap,
+                settings.ticks_topic,
+                settings.ticks_partitions,
+                settings.topic_retention,
+                settings.topic_replication,
+            )
+        except ConfigError as exc:
+            print(f"crypto-producer replay-file: {exc}", file=sys.stderr)
+            return 2
         publisher = TickPublisher(settings.kafka_bootstrap, settings.ticks_topic, stop=stop)
     try:
         report = replay_file(args.file, publisher, args.speed, stop=stop)

@@ -74,7 +74,13 @@ setsid bash scripts/services.sh up
 
 # Point the services at the ports and folders the service scripts used.
 export CW_KAFKA_BOOTSTRAP="${CW_KAFKA_BOOTSTRAP:-127.0.0.1:${KAFKA_PORT:-9092}}"
-export CW_INFLUX_URL="${CW_INFLUX_URL:-http://127.0.0.1:${INFLUX_PORT:-8086}}"
+# InfluxDB 2, as compose and the Helm chart deploy it (scripts/influxdb2.sh names its org, bucket
+# and token); CW_INFLUX_API=v1 uses the InfluxDB 1.x started beside it instead.
+if [[ "${CW_INFLUX_API:-v2}" == "v2" ]]; then
+  while IFS='=' read -r name value; do export "$name=${!name:-$value}"; done < <(bash scripts/influxdb2.sh env)
+else
+  export CW_INFLUX_URL="${CW_INFLUX_URL:-http://127.0.0.1:${INFLUX_PORT:-8086}}"
+fi
 export CW_STATE_DIR="${CW_STATE_DIR:-$CW_CACHE_DIR/state}"
 export CW_NOTIFY_STATE="${CW_NOTIFY_STATE:-$CW_CACHE_DIR/notifier/delivered.sqlite}"
 export CW_COINGECKO_CACHE_DIR="${CW_COINGECKO_CACHE_DIR:-$CW_CACHE_DIR/coingecko}"

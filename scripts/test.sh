@@ -12,10 +12,13 @@ started=()
 bash scripts/kafka.sh status >/dev/null 2>&1 || started+=(kafka)
 bash scripts/influxdb.sh status >/dev/null 2>&1 || started+=(influxdb)
 bash scripts/influxdb2.sh status >/dev/null 2>&1 || started+=(influxdb2)
+bash scripts/kafka-cluster.sh status >/dev/null 2>&1 || started+=(kafka-cluster)
 cleanup() { for s in "${started[@]}"; do bash "scripts/$s.sh" stop || true; done; }
 trap cleanup EXIT
 ts=$SECONDS
 bash scripts/services.sh up || die "the services did not start; tests cannot run without them"
+# The production topology (3 brokers, RF 3, min ISR 2) for tests/test_kafka_cluster.py.
+bash scripts/kafka-cluster.sh start || die "the 3-broker Kafka cluster did not start; tests cannot run without it"
 log "services up in $((SECONDS - ts))s"
 
 log "ruff"; ruff check . || die "ruff found problems"

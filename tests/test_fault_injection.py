@@ -29,7 +29,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from crypto_watcher.messages import Alert
+from crypto_watcher.messages import Alert, Tick
 from tests.support.pipeline import processor_settings, run_processor
 from tests.support.services import Influx, Services, read_topic, unique
 
@@ -205,7 +205,11 @@ def test_faults_while_200k_ticks_flow(
                 script("kafka.sh", action.split("-")[1])
         assert producer.wait(timeout=duration + 600) == 0, (logs / "producer.log").read_text()[-3000:]
         # let the processor drain, then the notifier deliver
-        published = {(k, t) for k, _v, t in read_topic(services.kafka_bootstrap, topics["ticks"], timeout_s=120)}
+        published = {
+            (k, Tick.from_json(v).event_time)
+            for k, v, _published_at in read_topic(services.kafka_bootstrap, topics["ticks"], timeout_s=120)
+            if v is not None
+        }
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and (_count(influx, db) or 0) < len(published):
             time.sleep(2)

@@ -31,6 +31,7 @@ from producer.coingecko import Backoff, CoinGeckoClient
 from producer.publisher import TickPublisher
 from producer.service import CoinGeckoSource, Liveness, Poller
 from tests.support.coingecko import BadValue, FakeCoinGecko, Fault, steady
+from tests.support.faults import busy_cores
 from tests.support.services import Services, read_topic
 from tests.test_producer_common import (
     T0,
@@ -72,7 +73,7 @@ def topic_ticks(services: Services, topic: str) -> list[tuple[str, int]]:
 def test_metrics_endpoint_exposes_every_documented_name_and_counts_a_scripted_run(
     services: Services, topics: dict[str, str]
 ) -> None:
-    assert len(CONTRACT_NAMES) == 8, CONTRACT_NAMES
+    assert len(CONTRACT_NAMES) == 9, CONTRACT_NAMES
     metrics = fresh_metrics()
     with FakeCoinGecko(plan="pro") as fake:
         fake.script("bitcoin", steady(T0, 50_000.0, minutes=4))
@@ -204,7 +205,9 @@ def test_kafka_outage_buffers_logs_resumes_by_itself_nothing_lost_nothing_duplic
     metrics = fresh_metrics()
     published: list[Tick] = []
     stop = threading.Event()
-    with FakeCoinGecko() as fake, caplog.at_level(logging.INFO):
+    # Both cores busy: the loss this test once caught (docs/contracts.md, "Delivery") showed only
+    # under load, about once in 15 runs.
+    with busy_cores(), FakeCoinGecko() as fake, caplog.at_level(logging.INFO):
         fake.script("bitcoin", steady(T0, 50_000.0, minutes=2000))
         fake.script("ethereum", steady(T0, 3_000.0, minutes=2000))
         fake.advance_on_poll = True

@@ -86,8 +86,6 @@ def test_bench_writers_store_repo_relative_paths(tmp_path: Path, monkeypatch: py
 
 # Only what the tests run against may be claimed: InfluxDB 1.x (scripts/influxdb.sh) and 2.x
 # (scripts/influxdb2.sh). No InfluxDB 3.x server can be had here, so none is claimed.
-# processor/influx.py and grafana/provisioning/datasources/datasources.yaml are being changed by
-# others at the time of writing; their "3.x" comments are to be narrowed the same way.
 INFLUX_3 = re.compile(r"(?i)influx\w*[^\n]{0,60}?\b3\.x|2\.x/3\.x|2\.x, 3\.x|3\.x likewise")
 
 

@@ -80,10 +80,12 @@ def alive(pid: int) -> bool:
 
 
 def influx_count(port: int) -> int:
+    """Prices in the InfluxDB 2 bucket run-local writes (scripts/influxdb2.sh's org, bucket, token)."""
     try:
         response = requests.get(
             f"http://127.0.0.1:{port}/query",
             params={"db": "crypto", "q": "SELECT count(price) FROM price"},
+            headers={"Authorization": "Token cw-test-token"},
             timeout=5,
         )
         series = response.json()["results"][0].get("series", [])
@@ -136,7 +138,7 @@ def run_local(tmp_path: Path) -> Iterator[Run]:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, as a terminal's foreground job
         )
-    run = Run(proc, cache, output, env, influx)
+    run = Run(proc, cache, output, env, influx2)
     try:
         yield run
     finally:

@@ -282,3 +282,11 @@ def test_rules_file_is_optional_and_mounted_read_only(services: dict[str, Any]) 
     assert processor["CW_RULES_FILE"] == "${CW_RULES_FILE:-}"  # empty: the CW_* thresholds
     assert (REPO / "config" / "rules.example.yaml").is_file()
     assert "CW_RULES_FILE=/etc/crypto-watcher/rules.example.yaml" in ENV_EXAMPLE.read_text()
+
+
+def test_compose_deploys_the_influxdb_version_the_tests_run(services: dict[str, dict[str, Any]]) -> None:
+    """The tests prove the v2 path on InfluxDB built by scripts/influxdb2.sh: compose must pin that one."""
+    script = (REPO / "scripts/influxdb2.sh").read_text()
+    match = re.search(r'INFLUX2_VERSION="\$\{INFLUX2_VERSION:-([0-9.]+)\}"', script)
+    assert match, "scripts/influxdb2.sh no longer names its default version"
+    assert services["influxdb"]["image"] == f"influxdb:{match.group(1)}"

@@ -96,6 +96,64 @@ def _docker_available() -> bool:
 
 
 @contextmanager
+def _containers() -> Iterator[Services]:
+    """The same three servers in Docker (a GitHub Actions runner with no local services).
+
+    The official ``apache/kafka`` image in KRaft mode (testcontainers' KafkaContainer fits only
+    Confluent's images), InfluxDB 1.8 for the v1 path and InfluxDB 2.7 set up like
+    scripts/influxdb2.sh. Tests that stop or SIGKILL the broker through scripts/kafka.sh (outage
+    and crash tests) drive the local broker and cannot run on containers.
+    """
+    from testcontainers.community.influxdb import (  # type: ignore[import-untyped]
+        InfluxDb1Container,
+        InfluxDb2Container,
+    )
+    from testcontainers.core.container import DockerContainer  # type: ignore[import-untyped]
+    from testcontainers.core.waiting_utils import wait_for_logs  # type: ignore[import-untyped]
+
+    port = _free_port()
+    kafka = (
+        DockerContainer("apache/kafka:4.1.1")
+        .with_bind_ports(9092, port)
+        .with_envs(
+            KAFKA_NODE_ID="1",
+            KAFKA_PROCESS_ROLES="broker,controller",
+            KAFKA_LISTENERS="PLAINTEXT://:9092,CONTROLLER://:9093",
+            KAFKA_ADVERTISED_LISTENERS=f"PLAINTEXT://127.0.0.1:{port}",
+            KAFKA_CONTROLLER_LISTENER_NAMES="CONTROLLER",
+            KAFKA_LISTENER_SECURITY_PROTOCOL_MAP="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            KAFKA_CONTROLLER_QUORUM_VOTERS="1@localhost:9093",
+            KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR="1",
+            KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR="1",
+            KAFKA_TRANSACTION_STATE_LOG_MIN_ISR="1",
+            KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR="1",
+            KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR="1",
+            KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
+        )
+    )
+    influx2 = InfluxDb2Container(
+        "influxdb:2.7.12",
+        init_mode="setup",
+        username="admin",
+        password="cw-admin-password",
+        org_name="crypto-watcher",
+        bucket="crypto",
+        admin_token="cw-test-token",
+    )
+    with kafka as k, InfluxDb1Container("influxdb:1.8") as i1, influx2 as i2:
+        wait_for_logs(k, "Kafka Server started", timeout=120)
+        yield Services(
+            f"127.0.0.1:{port}", i1.get_url(), Influx2(i2.get_url(), "cw-test-token", "crypto-watcher", "crypto")
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
 def real_services() -> Iterator[Services]:
     kafka = os.environ.get("CW_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     influx = os.environ.get("CW_TEST_INFLUX_URL", "http://127.0.0.1:8086")
@@ -112,11 +170,8 @@ def real_services() -> Iterator[Services]:
         yield Services(kafka, influx, influx2)
         return
     if _docker_available():
-        from testcontainers.influxdb import InfluxDbContainer  # type: ignore[import-untyped]
-        from testcontainers.kafka import KafkaContainer  # type: ignore[import-untyped]
-
-        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as k, InfluxDbContainer("influxdb:1.8") as i:
-            yield Services(k.get_bootstrap_server(), i.get_url())
+        with _containers() as found:
+            yield found
         return
     raise RuntimeError(
         f"Kafka ({kafka}), InfluxDB 1.x ({influx}) or InfluxDB 2.x ({influx2.url}) is not reachable. Start them with "
