@@ -1,7 +1,11 @@
-"""Draw the fault-injection timeline (tests/test_fault_injection.py) as docs/img/reliability.png.
+"""Draw the fault-injection timelines as PNGs for docs/reliability.md.
 
-Reproduce: bash scripts/services.sh up && .venv/bin/python -m pytest tests/test_fault_injection.py -s
-           .venv/bin/python bench/plot_reliability.py [.cache/reliability/fault-run.json]
+Single broker (tests/test_fault_injection.py) -> docs/img/reliability.png:
+    bash scripts/services.sh up && .venv/bin/python -m pytest tests/test_fault_injection.py -s
+    .venv/bin/python bench/plot_reliability.py [.cache/reliability/fault-run.json]
+Production topology (tests/test_scale_out.py) -> docs/img/scale-out.png:
+    .venv/bin/python -m pytest tests/test_scale_out.py -s
+    .venv/bin/python bench/plot_reliability.py --scale-out [.cache/reliability/scale-out.json]
 """
 
 from __future__ import annotations
@@ -19,7 +23,55 @@ ROOT = Path(__file__).resolve().parent.parent
 COLOURS = {"kill": "tab:red", "influx-stop": "tab:orange", "kafka-stop": "tab:purple"}
 
 
+def scale_out(argv: list[str]) -> int:
+    source = Path(argv[0]) if argv else ROOT / ".cache" / "reliability" / "scale-out.json"
+    run = json.loads(source.read_text())
+    times = [s[0] for s in run["samples"]]
+    stored: list[float] = []
+    high = 0
+    for sample in run["samples"]:
+        if sample[1] is None or sample[1] < high:
+            stored.append(float("nan"))
+        else:
+            high = sample[1]
+            stored.append(sample[1])
+    delivered = [s[2] for s in run["samples"]]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    ax.plot(times, stored, label="ticks stored in InfluxDB 2", color="tab:blue")
+    ax.set_xlabel("seconds since the producer started")
+    ax.set_ylabel("ticks stored")
+    ax2 = ax.twinx()
+    ax2.plot(times, delivered, label="alerts delivered", color="tab:green", linestyle="--")
+    ax2.set_ylabel("alerts delivered")
+    moments = {name: t for t, name in run["events"]}
+    spans = [
+        ("broker-kill", "broker-back", "broker 2 SIGKILLed until back", "tab:purple"),
+        ("roll-start", "roll-end", "rolling restart of every replica", "tab:orange"),
+    ]
+    for begin, end, label, colour in spans:
+        if begin in moments and end in moments:
+            ax.axvspan(moments[begin], moments[end], color=colour, alpha=0.2, label=label)
+    for name, label, colour in (
+        ("replica-kill", "replica SIGKILLed for good", "tab:red"),
+        ("replica-join", "new replica joins", "tab:cyan"),
+    ):
+        if name in moments:
+            ax.axvline(moments[name], color=colour, linewidth=1.2, label=label)
+    lines, labels = ax.get_legend_handles_labels()
+    lines2, labels2 = ax2.get_legend_handles_labels()
+    ax.legend(lines + lines2, labels + labels2, loc="upper left", fontsize=8)
+    ax.set_title(f"{run['ticks']:,} ticks, 3 brokers, {run['partitions']} partitions, processor replicas, InfluxDB 2")
+    fig.tight_layout()
+    out = ROOT / "docs" / "img" / "scale-out.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out.relative_to(ROOT)} from {source}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) > 1 and argv[1] == "--scale-out":
+        return scale_out(argv[2:])
     source = Path(argv[1]) if len(argv) > 1 else ROOT / ".cache" / "reliability" / "fault-run.json"
     run = json.loads(source.read_text())
     times = [s[0] for s in run["samples"]]

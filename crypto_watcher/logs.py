@@ -9,6 +9,7 @@ ship JSON to log collectors while a developer sees prose. ``CW_LOG_LEVEL`` sets 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import json
 import logging
 import os
@@ -100,6 +101,12 @@ def setup_logging(level: str | None = None, name: str = "crypto-watcher", log_fo
     handler.addFilter(RepeatFilter())
     logging.basicConfig(level=chosen, handlers=[handler], force=True)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # A crash inside a native library (RocksDB, librdkafka) kills the process without a Python
+    # traceback; faulthandler writes every thread's Python stack to stderr first, so the log says
+    # where it happened.
+    # (Not where stderr is no real file, as under pytest's capture: pytest has its own.)
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        faulthandler.enable(file=sys.stderr, all_threads=True)
     # Quix configures its own handler on the "quixstreams" logger; route it through ours instead.
     quix = logging.getLogger("quixstreams")
     quix.handlers.clear()

@@ -12,11 +12,15 @@ import sys
 import time
 from collections.abc import Sequence
 
+from quixstreams.checkpointing.exceptions import CheckpointConsumerCommitError
+from quixstreams.exceptions.assignment import PartitionAssignmentError
+
 from crypto_watcher.config import ConfigError, ProcessorSettings, load_settings
 from crypto_watcher.durations import format_duration
 from crypto_watcher.health import CachedCheck, kafka_reachable, serve
 from crypto_watcher.logs import setup_logging
-from processor.app import build_pipeline
+from processor import metrics
+from processor.app import Pipeline, build_pipeline
 from processor.metrics import LagMonitor, seconds_since_progress
 from processor.rules import RulesError
 
@@ -161,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     lag = LagMonitor(settings.kafka_bootstrap, settings.consumer_group, settings.ticks_topic).start()
     kafka_ok = CachedCheck(kafka_reachable(settings.kafka_bootstrap))
-    influx_ok = CachedCheck(pipeline.sink.writer.ping)
+    current = [pipeline]  # the pipeline now running: a rejoin builds a new one
+    influx_ok = CachedCheck(lambda: current[0].sink.writer.ping())
 
     def live() -> bool:
         # Stuck = work is waiting (lag), nothing was processed for two minutes, and not because
@@ -171,12 +176,48 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     server = serve(settings.http_host, settings.http_port, live, lambda: kafka_ok() and influx_ok())
     try:
-        pipeline.app.run(timeout=args.stop_when_idle, collect=False)
+        _run_rejoining(settings, current, args.stop_when_idle)
     finally:
         lag.stop()
         if server is not None:
             server.stop()
     return 0
+
+
+REJOIN_BACKOFF_MAX_S = 30.0
+
+
+def _run_rejoining(settings: ProcessorSettings, current: list[Pipeline], stop_when_idle: float) -> None:
+    """Run the pipeline; when the consumer group drops this member, rejoin with a fresh one.
+
+    A broker that dies can take the group coordinator with it: a member whose session times out
+    during the coordinator's fail-over is removed, and its next commit fails ("Unknown member"), or
+    an assignment during the fail-over fails. Quix stops the application then (its exit stack has
+    closed the consumer and the state stores). Nothing is lost: the uncommitted batch is read
+    again, and every write is idempotent. So rather than exit and wait for a supervisor (there may
+    be none, or it backs off for minutes), the processor builds a new application on the same
+    state folder and rejoins. Seen on a 3-broker cluster when the coordinator's broker was SIGKILLed.
+    """
+    delay = 1.0
+    while True:
+        started = time.monotonic()
+        try:
+            current[0].app.run(timeout=stop_when_idle, collect=False)
+            return
+        except (CheckpointConsumerCommitError, PartitionAssignmentError) as exc:
+            metrics.GROUP_REJOINS.inc()
+            if time.monotonic() - started > 60:
+                delay = 1.0  # it ran fine for a while: this is a new incident
+            log.warning(
+                "lost the consumer group's membership (%s: %s); rejoining in %.0fs with a new consumer "
+                "(the uncommitted batch is read again; writes are idempotent)",
+                type(exc).__name__,
+                exc,
+                delay,
+            )
+            time.sleep(delay)
+            delay = min(REJOIN_BACKOFF_MAX_S, delay * 2)
+            current[0] = build_pipeline(settings)
 
 
 def _replay(args: argparse.Namespace, flags: dict[str, object]) -> int:

@@ -27,6 +27,10 @@ SINK_SECONDS = Histogram(
     "Duration of one InfluxDB write request",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+GROUP_REJOINS = Counter(
+    "cw_processor_group_rejoins_total",
+    "Times the processor lost its consumer-group membership (commit or assignment failed) and rejoined",
+)
 CONSUMER_LAG = Gauge("cw_processor_consumer_lag", "Messages behind the partition's end", ["topic", "partition"])
 EVENT_LAG = Gauge("cw_processor_event_lag_seconds", "Wall time minus the newest processed event time")
 

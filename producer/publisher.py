@@ -99,8 +99,12 @@ class TickPublisher:
                 )
             self._fatal = error
             return
-        # librdkafka reports transport trouble here and keeps retrying by itself; say it once.
-        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+        # librdkafka reports transport trouble here and keeps retrying by itself; say it once. One
+        # broker of a cluster going away (_TRANSPORT) is not an outage: the partitions it led move
+        # to the others and librdkafka logs the connection failure itself (kafka.client).
+        if error.code() == KafkaError._TRANSPORT:
+            log.debug("Kafka connection trouble: %s", error.str())
+        elif error.code() == KafkaError._ALL_BROKERS_DOWN:
             if self._broker_down_since is None:
                 self._broker_down_since = self._reminded_at = time.monotonic()
                 log.error(

@@ -5,8 +5,11 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 t0=$SECONDS
+# The deploy-check tools (helm, actionlint, ...) are built with Go: keep them beside the other
+# built binaries, outside the work tree, so a fresh clone does not build them again.
+export CW_TOOLS_DIR="${CW_TOOLS_DIR:-$CW_TOOLS_CACHE/deploy-tools}"
 bash scripts/setup.sh
-export PATH="$REPO_ROOT/.venv/bin:$REPO_ROOT/.cache/tools/bin:$PATH"
+export PATH="$REPO_ROOT/.venv/bin:$CW_TOOLS_DIR/bin:$PATH"
 
 started=()
 bash scripts/kafka.sh status >/dev/null 2>&1 || started+=(kafka)

@@ -95,6 +95,16 @@ def _docker_available() -> bool:
         return False
 
 
+def influx2_from_env() -> Influx2:
+    """The InfluxDB 2 the tests use: scripts/influxdb2.sh's defaults, or CW_TEST_INFLUX2_*."""
+    return Influx2(
+        os.environ.get("CW_TEST_INFLUX2_URL", "http://127.0.0.1:8087").rstrip("/"),
+        os.environ.get("CW_TEST_INFLUX2_TOKEN", "cw-test-token"),
+        os.environ.get("CW_TEST_INFLUX2_ORG", "crypto-watcher"),
+        os.environ.get("CW_TEST_INFLUX2_BUCKET", "crypto"),
+    )
+
+
 @contextmanager
 def _containers() -> Iterator[Services]:
     """The same three servers in Docker (a GitHub Actions runner with no local services).
@@ -157,12 +167,7 @@ def _free_port() -> int:
 def real_services() -> Iterator[Services]:
     kafka = os.environ.get("CW_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     influx = os.environ.get("CW_TEST_INFLUX_URL", "http://127.0.0.1:8086")
-    influx2 = Influx2(
-        os.environ.get("CW_TEST_INFLUX2_URL", "http://127.0.0.1:8087").rstrip("/"),
-        os.environ.get("CW_TEST_INFLUX2_TOKEN", "cw-test-token"),
-        os.environ.get("CW_TEST_INFLUX2_ORG", "crypto-watcher"),
-        os.environ.get("CW_TEST_INFLUX2_BUCKET", "crypto"),
-    )
+    influx2 = influx2_from_env()
     k_host, k_port = kafka.split(",")[0].rsplit(":", 1)
     i_host, i_port = influx.split("//")[1].split("/")[0].rsplit(":", 1)
     i2_host, i2_port = influx2.url.split("//")[1].split("/")[0].rsplit(":", 1)
