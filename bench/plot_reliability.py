@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -23,26 +24,32 @@ ROOT = Path(__file__).resolve().parent.parent
 COLOURS = {"kill": "tab:red", "influx-stop": "tab:orange", "kafka-stop": "tab:purple"}
 
 
-def scale_out(argv: list[str]) -> int:
-    source = Path(argv[0]) if argv else ROOT / ".cache" / "reliability" / "scale-out.json"
-    run = json.loads(source.read_text())
-    times = [s[0] for s in run["samples"]]
+def _timeline(samples: list[list[Any]], stored_label: str) -> tuple[Any, Any, Any]:
+    """Ticks stored (left axis) and alerts delivered (right axis) over the run's seconds."""
+    times = [s[0] for s in samples]
     stored: list[float] = []
     high = 0
-    for sample in run["samples"]:
+    for sample in samples:
+        # a stored count never goes down: None or a drop means InfluxDB could not be asked (a gap)
         if sample[1] is None or sample[1] < high:
             stored.append(float("nan"))
         else:
             high = sample[1]
             stored.append(sample[1])
-    delivered = [s[2] for s in run["samples"]]
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    ax.plot(times, stored, label="ticks stored in InfluxDB 2", color="tab:blue")
+    ax.plot(times, stored, label=stored_label, color="tab:blue")
     ax.set_xlabel("seconds since the producer started")
     ax.set_ylabel("ticks stored")
     ax2 = ax.twinx()
-    ax2.plot(times, delivered, label="alerts delivered", color="tab:green", linestyle="--")
+    ax2.plot(times, [s[2] for s in samples], label="alerts delivered", color="tab:green", linestyle="--")
     ax2.set_ylabel("alerts delivered")
+    return fig, ax, ax2
+
+
+def scale_out(argv: list[str]) -> int:
+    source = Path(argv[0]) if argv else ROOT / ".cache" / "reliability" / "scale-out.json"
+    run = json.loads(source.read_text())
+    fig, ax, ax2 = _timeline(run["samples"], "ticks stored in InfluxDB 2")
     moments = {name: t for t, name in run["events"]}
     spans = [
         ("broker-kill", "broker-back", "broker 2 SIGKILLed until back", "tab:purple"),
@@ -74,24 +81,7 @@ def main(argv: list[str]) -> int:
         return scale_out(argv[2:])
     source = Path(argv[1]) if len(argv) > 1 else ROOT / ".cache" / "reliability" / "fault-run.json"
     run = json.loads(source.read_text())
-    times = [s[0] for s in run["samples"]]
-    stored: list[float] = []
-    high = 0
-    for sample in run["samples"]:
-        # a stored count never goes down: None or a drop means InfluxDB could not be asked (a gap)
-        if sample[1] is None or sample[1] < high:
-            stored.append(float("nan"))
-        else:
-            high = sample[1]
-            stored.append(sample[1])
-    delivered = [s[2] for s in run["samples"]]
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    ax.plot(times, stored, label="ticks stored in InfluxDB", color="tab:blue")
-    ax.set_xlabel("seconds since the producer started")
-    ax.set_ylabel("ticks stored")
-    ax2 = ax.twinx()
-    ax2.plot(times, delivered, label="alerts delivered", color="tab:green", linestyle="--")
-    ax2.set_ylabel("alerts delivered")
+    fig, ax, ax2 = _timeline(run["samples"], "ticks stored in InfluxDB")
     starts = {"influx-stop": None, "kafka-stop": None}
     kills = 0
     for moment, name in run["events"]:
