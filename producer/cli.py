@@ -212,16 +212,21 @@ def _signals_stop(stop: threading.Event, what: str) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def ensure_ticks_topic(settings: ProducerSettings) -> None:
+    """Create the ticks topic as the settings say (partitions, retention, replication) unless it exists."""
+    ensure_topic(
+        settings.kafka_bootstrap,
+        settings.ticks_topic,
+        settings.ticks_partitions,
+        settings.topic_retention,
+        settings.topic_replication,
+    )
+
+
 def _ensure_topic(settings: ProducerSettings, stop: threading.Event) -> None:
     """Create the ticks topic; if Kafka is away, keep trying in the background (ticks buffer meanwhile)."""
     try:
-        ensure_topic(
-            settings.kafka_bootstrap,
-            settings.ticks_topic,
-            settings.ticks_partitions,
-            settings.topic_retention,
-            settings.topic_replication,
-        )
+        ensure_ticks_topic(settings)
         return
     except Exception as exc:
         log.error(
@@ -233,13 +238,7 @@ def _ensure_topic(settings: ProducerSettings, stop: threading.Event) -> None:
     def retry() -> None:
         while not stop.wait(10.0):
             try:
-                ensure_topic(
-                    settings.kafka_bootstrap,
-                    settings.ticks_topic,
-                    settings.ticks_partitions,
-                    settings.topic_retention,
-                    settings.topic_replication,
-                )
+                ensure_ticks_topic(settings)
                 log.info("Kafka answers again; topic %s is there", settings.ticks_topic)
                 return
             except ConfigError as exc:  # e.g. too few brokers for CW_TOPIC_REPLICATION: may come back
@@ -597,13 +596,7 @@ def _backfill(args: argparse.Namespace, stop: threading.Event) -> int:
     if args.restart:
         checkpoint.clear()
     try:
-        ensure_topic(
-            settings.kafka_bootstrap,
-            settings.ticks_topic,
-            settings.ticks_partitions,
-            settings.topic_retention,
-            settings.topic_replication,
-        )
+        ensure_ticks_topic(settings)
     except ConfigError as exc:
         print(f"crypto-producer backfill: {exc}", file=sys.stderr)
         return 2
@@ -670,13 +663,7 @@ def _replay(args: argparse.Namespace, stop: threading.Event) -> int:
     publisher: TickPublisher | None = None
     if not args.check:
         try:
-            ensure_topic(
-                settings.kafka_bootstrap,
-                settings.ticks_topic,
-                settings.ticks_partitions,
-                settings.topic_retention,
-                settings.topic_replication,
-            )
+            ensure_ticks_topic(settings)
         except ConfigError as exc:
             print(f"crypto-producer replay-file: {exc}", file=sys.stderr)
             return 2
