@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -16,18 +15,13 @@ import requests
 
 from crypto_watcher.messages import Tick
 from tests.support.fault_proxy import FaultProxy
+from tests.support.net import free_port
 from tests.support.pipeline import publisher
 from tests.support.services import Influx2, Services, unique
 
 pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = (ROOT / "docs" / "contracts.md").read_text()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:

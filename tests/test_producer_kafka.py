@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ from producer.publisher import TickPublisher
 from producer.service import CoinGeckoSource, Liveness, Poller
 from tests.support.coingecko import BadValue, FakeCoinGecko, Fault, steady
 from tests.support.faults import busy_cores
+from tests.support.net import free_port
 from tests.support.services import Services, read_topic
 from tests.test_producer_common import (
     T0,
@@ -45,12 +45,6 @@ pytestmark = [pytest.mark.services, pytest.mark.usefixtures("restore_root_loggin
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACT_NAMES = sorted(set(re.findall(r"`(cw_producer_\w+)`", (ROOT / "docs/contracts.md").read_text())))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def topic_ticks(services: Services, topic: str) -> list[tuple[str, int]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -24,21 +23,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.net import free_ports
+
 REPO = Path(__file__).resolve().parent.parent
 STARTUP_S = 240.0
 STOP_LIMIT_S = 45.0
 """A Ctrl-C must end everything within this: producer flush, processor commit, Kafka's shutdown."""
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def started_by(marker: bytes) -> dict[int, str]:

@@ -42,6 +42,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from crypto_watcher.messages import Alert, Tick
+from tests.support.net import free_port
 from tests.support.pipeline import processor_settings, run_processor
 from tests.support.services import Influx2, Services, influx2_from_env, read_topic, unique
 
@@ -117,7 +118,7 @@ class Replicas:
         self.native_crashes: list[str] = []
 
     def start(self, n: int) -> None:
-        port = self.ports.setdefault(n, _free_port())
+        port = self.ports.setdefault(n, free_port())
         env = {
             **self.env,
             "CW_STATE_DIR": str(self.tmp / f"state-{n}"),
@@ -204,14 +205,6 @@ def _reachable(url: str) -> bool:
         return requests.get(f"{url}/health", timeout=5).status_code == 200
     except requests.RequestException:
         return False
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _stored(influx2: Influx2, bucket: str) -> int | None:

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -26,17 +25,12 @@ import requests
 import yaml
 
 from tests.support.coingecko import FakeCoinGecko
+from tests.support.net import free_port
 from tests.support.services import Services, unique
 
 pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[2]
 MACROS = {"$__rate_interval": "30s", "$__range": "5m", "$__interval": "15s"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def dashboard_queries() -> list[tuple[str, str]]:

@@ -20,6 +20,8 @@ from typing import Any
 import requests
 from confluent_kafka import Consumer, TopicPartition
 
+from tests.support.net import free_port
+
 
 @dataclass(frozen=True)
 class Influx2:
@@ -121,7 +123,7 @@ def _containers() -> Iterator[Services]:
     from testcontainers.core.container import DockerContainer  # type: ignore[import-untyped]
     from testcontainers.core.waiting_utils import wait_for_logs  # type: ignore[import-untyped]
 
-    port = _free_port()
+    port = free_port()
     kafka = (
         DockerContainer("apache/kafka:4.1.1")
         .with_bind_ports(9092, port)
@@ -155,12 +157,6 @@ def _containers() -> Iterator[Services]:
         yield Services(
             f"127.0.0.1:{port}", i1.get_url(), Influx2(i2.get_url(), "cw-test-token", "crypto-watcher", "crypto")
         )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
