@@ -1,11 +1,12 @@
-"""Small Kafka helpers shared by the services: topic creation and client configuration."""
+"""Small Kafka helpers shared by the services: topic creation, client configuration, and reading a
+consumer group's committed offsets."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource, NewTopic
 
 from crypto_watcher.config import ENV_PREFIX, ConfigError
@@ -197,3 +198,48 @@ def ensure_topic(
         if "INVALID_REPLICATION_FACTOR" in str(exc):
             raise ReplicationError(f"{wanted.describe()}: Kafka refused topic {name}: {exc}") from exc
         raise
+
+
+class CommittedOffsets:
+    """Reads a consumer group's committed offsets (the lag gauge, the replay's progress bar).
+
+    Not with ``AdminClient.list_consumer_group_offsets``: when the group's coordinator answers
+    NOT_COORDINATOR, which it does whenever the coordinator moves (a broker's controlled shutdown,
+    crash or restart), librdkafka's response handler asks the client's own consumer group to look
+    the coordinator up again, and an admin client has none: the whole process dies by SIGSEGV in
+    ``rdk:main`` (``rd_kafka_cgrp_op`` called with a NULL group; confluentinc/librdkafka#5040, still
+    in the librdkafka 2.12 that quixstreams 3.28 allows). That killed processor replicas during the
+    scale-out test's broker restart. A consumer configured with the group's id but never subscribed
+    reads the same offsets through its own group handle, which survives the error (it raises
+    NOT_COORDINATOR once and re-queries); it never joins the group, so it cannot disturb its members.
+    """
+
+    def __init__(self, bootstrap: str, group: str) -> None:
+        self.group = group
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "logger": KAFKA_LOG,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+            }
+        )
+
+    def read(self, topic: str, partitions: list[int], timeout: float = 10.0) -> dict[int, int]:
+        """Partition -> committed offset; a negative offset means nothing committed yet."""
+        committed = self._consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout)
+        return {tp.partition: tp.offset for tp in committed}
+
+    def watermarks(self, topic: str, partition: int, timeout: float = 10.0) -> tuple[int, int]:
+        low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+        return int(low), int(high)
+
+    def partitions(self, topic: str, timeout: float = 10.0) -> list[int]:
+        meta = self._consumer.list_topics(topic, timeout=timeout).topics[topic]
+        if meta.error is not None:
+            raise KafkaException(meta.error)
+        return sorted(meta.partitions)
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -6,11 +6,9 @@ import logging
 import threading
 import time
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient
 from prometheus_client import Counter, Gauge, Histogram
 
-from crypto_watcher.kafka import KAFKA_LOG
+from crypto_watcher.kafka import CommittedOffsets
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +45,7 @@ class LagMonitor:
         self.topic = topic
         self.interval_s = interval_s
         self.total: int | None = None
-        self._admin = AdminClient({"bootstrap.servers": bootstrap, "logger": KAFKA_LOG})
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "logger": KAFKA_LOG,
-                "group.id": f"{group}-lag-monitor",
-                "enable.auto.commit": False,
-            }
-        )
+        self._offsets = CommittedOffsets(bootstrap, group)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="lag-monitor", daemon=True)
 
@@ -67,17 +57,14 @@ class LagMonitor:
         self._stop.set()
 
     def measure(self) -> int:
-        meta = self._consumer.list_topics(self.topic, timeout=10).topics[self.topic]
-        partitions = [TopicPartition(self.topic, p) for p in meta.partitions]
-        request = ConsumerGroupTopicPartitions(self.group, partitions)
-        committed = self._admin.list_consumer_group_offsets([request])[self.group].result(timeout=10)
-        offsets = {tp.partition: tp.offset for tp in committed.topic_partitions}
+        partitions = self._offsets.partitions(self.topic)
+        offsets = self._offsets.read(self.topic, partitions)
         total = 0
-        for tp in partitions:
-            low, high = self._consumer.get_watermark_offsets(tp, timeout=10)
-            done = offsets.get(tp.partition, -1)
+        for partition in partitions:
+            low, high = self._offsets.watermarks(self.topic, partition)
+            done = offsets.get(partition, -1)
             lag = high - (done if done >= 0 else low)
-            CONSUMER_LAG.labels(self.topic, str(tp.partition)).set(lag)
+            CONSUMER_LAG.labels(self.topic, str(partition)).set(lag)
             total += lag
         self.total = total
         return total
@@ -89,7 +76,7 @@ class LagMonitor:
             except Exception as exc:  # a monitor must never take the processor down
                 log.debug("lag measurement failed: %s", exc)
             self._stop.wait(self.interval_s)
-        self._consumer.close()
+        self._offsets.close()
 
 
 _last_progress = time.monotonic()

@@ -38,12 +38,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, TopicPartition
 from tqdm import tqdm
 
 from crypto_watcher.config import InfluxApi, InfluxSettings, ProcessorSettings
-from crypto_watcher.kafka import KAFKA_LOG
+from crypto_watcher.kafka import KAFKA_LOG, CommittedOffsets
 from processor.app import Pipeline, build_pipeline, ruleset_from
 from processor.rules import RuleSet
 
@@ -256,7 +255,7 @@ class Progress:
     def __init__(self, bootstrap: str, group: str, topic: str, span: Range, on_done: Any, show: bool = True) -> None:
         self.group, self.topic, self.span, self.on_done = group, topic, span, on_done
         self.done = False
-        self._admin = AdminClient({"bootstrap.servers": bootstrap, "logger": KAFKA_LOG})
+        self._offsets = CommittedOffsets(bootstrap, group)  # not the Admin API: see CommittedOffsets
         self._stop = threading.Event()
         self._bar = tqdm(total=span.total, unit="tick", desc="replay", disable=not show, smoothing=0.1)
         self._thread = threading.Thread(target=self._loop, name="replay-progress", daemon=True)
@@ -269,11 +268,10 @@ class Progress:
         self._stop.set()
         self._thread.join(timeout=5)
         self._bar.close()
+        self._offsets.close()
 
     def committed(self) -> dict[int, int]:
-        request = ConsumerGroupTopicPartitions(self.group, [TopicPartition(self.topic, p) for p in self.span.start])
-        result = self._admin.list_consumer_group_offsets([request])[self.group].result(timeout=10)
-        return {tp.partition: tp.offset for tp in result.topic_partitions}
+        return self._offsets.read(self.topic, list(self.span.start))
 
     def _loop(self) -> None:
         while not self._stop.wait(1.0):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A 3-node Apache Kafka KRaft cluster on 127.0.0.1: the production topology (RF 3, min ISR 2) for
 # tests of replication and broker failures. Each node is broker + controller; the 3 form the quorum.
-# Usage: scripts/kafka-cluster.sh start|stop|status|reset|bootstrap|kill-broker N|start-broker N
+# Usage: scripts/kafka-cluster.sh start|stop|status|reset|bootstrap|kill-broker N|stop-broker N|start-broker N
 #   start           fetch the jars if needed (scripts/kafka.sh fetch), format new nodes, start the
 #                   stopped ones, wait until the cluster can create a topic with 3 replicas
 #   stop            stop every node (SIGTERM together, SIGKILL after 30 s)
@@ -9,6 +9,8 @@
 #   reset           stop and delete the cluster's data
 #   bootstrap       print the bootstrap servers (host:port,host:port,host:port)
 #   kill-broker N   SIGKILL node N at once (fault tests: a crash, no controlled shutdown)
+#   stop-broker N   stop node N as an orderly restart does (SIGTERM: controlled shutdown, its
+#                   partitions' leadership and group coordination move to the others first)
 #   start-broker N  start node N again; wait until it is back in the ISR of every partition it holds
 # Settings: KAFKA_CLUSTER_PORT (29092: node N listens on PORT+2(N-1), its controller on the next
 # port), KAFKA_CLUSTER_HEAP (384m per node), CW_CACHE_DIR (data in $CW_CACHE_DIR/kafka-cluster/nodeN).
@@ -243,6 +245,7 @@ case "${1:-}" in
   reset) stop_all; rm -rf "$HOME_DIR"; log "data removed" ;;
   bootstrap) bootstrap ;;
   kill-broker) kill_broker "${2:-}" ;;
+  stop-broker) valid_node "${2:-}"; stop_pid "kafka node $2" "$(pidfile "$2")" ;;
   start-broker) start_broker "${2:-}" ;;
-  *) sed -n '2,15p' "$0"; exit 2 ;;
+  *) sed -n '2,17p' "$0"; exit 2 ;;
 esac

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from crypto_watcher.kafka import ReplicationError, ensure_topic
@@ -257,3 +258,70 @@ def test_alerts_and_dead_letters_are_written_with_one_broker_down(
     assert [(k, v) for k, v, _t in dead] == [("bitcoin:usd", b"\x00 not a tick")]
     assert pipeline.dead_letters.count == 1
     assert _replicas(cluster)[topics["alerts"]] == {3}
+
+
+READ_COMMITTED_LOOP = """
+import os, sys, time
+from crypto_watcher.kafka import CommittedOffsets
+
+bootstrap, group, topic, stop_file = sys.argv[1:5]
+reader = CommittedOffsets(bootstrap, group)
+deadline, after_stop = time.monotonic() + 300, 0
+while time.monotonic() < deadline and after_stop < 20:
+    if os.path.exists(stop_file):
+        after_stop += 1
+    try:
+        offsets = reader.read(topic, list(range(6)), timeout=10)
+        print("read", sorted(offsets.items()), flush=True)
+    except Exception as exc:
+        print("error", exc, flush=True)
+    time.sleep(0.01)
+reader.close()
+print("done", after_stop, flush=True)
+"""
+"""Reads committed offsets in a loop until ``stop_file`` exists, then 20 more times, and exits."""
+
+
+def test_committed_offsets_are_read_through_a_coordinator_move(cluster: str, tmp_path: Path) -> None:
+    """The lag gauge and the replay's progress bar read a group's committed offsets all the time;
+    when the group's coordinator moves (here: its broker's controlled shutdown and return, as in a
+    rolling upgrade of the brokers), the reading process must live on. Read through the Admin API,
+    it died by SIGSEGV inside librdkafka (``CommittedOffsets``'s docstring): that took processor
+    replicas down in the scale-out test."""
+    topic, group = unique("committed"), unique("committed-group")
+    ensure_topic(cluster, topic, 6)
+    committer = Consumer({"bootstrap.servers": cluster, "group.id": group, "enable.auto.commit": False})
+    committer.commit(offsets=[TopicPartition(topic, p, 10 * p + 1) for p in range(6)], asynchronous=False)
+    committer.close()
+    admin = AdminClient({"bootstrap.servers": cluster})
+    coordinator = admin.describe_consumer_groups([group])[group].result(timeout=30).coordinator.id
+    assert coordinator in (1, 2, 3)
+
+    out, stop_file = (tmp_path / "reader.log").open("w"), tmp_path / "stop"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READ_COMMITTED_LOOP, cluster, group, topic, str(stop_file)],
+        cwd=ROOT,
+        stdout=out,
+        stderr=out,
+    )
+    try:
+        time.sleep(3)
+        down = _script("stop-broker", str(coordinator))
+        assert down.returncode == 0, down.stderr
+        up = _script("start-broker", str(coordinator))
+        assert up.returncode == 0, up.stderr
+        stop_file.touch()
+        assert reader.wait(timeout=150) == 0, (
+            f"the offset reader died (exit {reader.returncode}):\n{(tmp_path / 'reader.log').read_text()[-3000:]}"
+        )
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+        _script("start-broker", str(coordinator))  # a no-op unless the test failed with the broker down
+    lines = (tmp_path / "reader.log").read_text().splitlines()
+    expected = f"read {[(p, 10 * p + 1) for p in range(6)]}"
+    assert lines[-1] == "done 20", lines[-5:]
+    reads = [line for line in lines if line.startswith("read")]
+    assert reads and all(line == expected for line in reads), {line for line in reads} - {expected}
+    assert lines[-21:-1] == [expected] * 20, "after the coordinator came back every read must succeed"

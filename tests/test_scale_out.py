@@ -171,10 +171,10 @@ class Replicas:
                 continue
             what = f"replica {n} exited by itself with {proc.returncode} (noticed at {time.strftime('%H:%M:%S')})"
             if proc.returncode in NATIVE_CRASHES:
-                # Known defect, not hidden: librdkafka (2.12, pinned by quixstreams 3.28) segfaults
-                # in its rdk:main thread now and then while the group rebalances; the kernel log
-                # names it. A supervisor restarts the replica (as Kubernetes does) and the data
-                # assertions below still hold; the count goes into the report.
+                # A crash inside a C library (librdkafka's SIGSEGV on an admin client's
+                # NOT_COORDINATOR was one: crypto_watcher.kafka.CommittedOffsets). Restarted as a
+                # supervisor would, so the run goes on and the data assertions still speak; the
+                # test fails on it at the end all the same: no service may need help.
                 self.native_crashes.append(what)
             else:
                 self.unexpected.append(f"{what}: {self.log_tail(n)}")
@@ -413,6 +413,7 @@ def test_cluster_replicas_and_rolling_restart_lose_nothing(
     print(f"scale-out run: {json.dumps({k: v for k, v in report.items() if k not in ('samples', 'events')})}")
 
     assert not replicas.unexpected, replicas.unexpected
+    assert not replicas.native_crashes, f"native crashes (dmesg says where): {replicas.native_crashes}"
     assert notifier_alive, (logs / "notifier.log").read_text()[-3000:]
     assert len(published) >= TICKS * 0.99, f"only {len(published)} distinct ticks were published"
     assert max(copies.values()) == 1, f"ticks published twice: {[k for k, n in copies.items() if n > 1][:5]}"
