@@ -2,7 +2,7 @@
 # InfluxDB 2.x (the version compose and the Helm chart deploy) on 127.0.0.1, built from its Go module.
 # Usage: scripts/influxdb2.sh build|start|stop|status|reset|env
 #   build   build influxd once and cache it by version under $CW_TOOLS_CACHE (default
-#           ~/.cache/crypto-watcher); a cold build takes ~12 min (4 download + 8 compile, of which
+#           ~/.cache/crypto-watcher); a cold build took 6 min on 2 cores (2026-12-02; mostly compiling, of which
 #           Flux's Rust library is most) and ~3 GB of Go build cache; later runs reuse the binary
 #   start   build if needed, start influxd, wait for /health, set up org, bucket and token
 #   stop    stop influxd;  reset: stop and delete its data (a fresh setup on the next start)
@@ -30,7 +30,7 @@ build() {
   command -v cargo >/dev/null || die "cargo not found: InfluxDB's Flux engine is a Rust library (install rustup)"
   local work="$CW_TOOLS_CACHE/build/influxdb-$INFLUX2_VERSION"
   mkdir -p "$work" "$BIN_DIR"
-  log "building InfluxDB $INFLUX2_VERSION from its Go module (first run only: ~12 min on 2 cores; log $work/build.log)"
+  log "building InfluxDB $INFLUX2_VERSION from its Go module (first run only: ~6 min on 2 cores; log $work/build.log)"
   local t0=$SECONDS
   (
     set -euo pipefail

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything Crypto Watcher needs on a fresh Debian/Ubuntu machine, idempotently:
 # Java 17 + Maven (for Kafka's jars), InfluxDB 1.x and Prometheus/promtool (apt), the Kafka jars
-# (Maven Central), InfluxDB 2.x built from its Go module (first run ~10 min, then cached in
+# (Maven Central), InfluxDB 2.x built from its Go module (first run ~6 min, then cached in
 # ~/.cache/crypto-watcher), and a virtualenv .venv with the project and its test tools (PyPI);
 # without --no-deploy-tools also the deploy-check tools and the Kubernetes control plane for the
 # Helm tests (scripts/k8s.sh build: cached the same way).
@@ -44,7 +44,7 @@ bash scripts/kafka.sh fetch
 bash scripts/influxdb2.sh build
 if [[ "${1:-}" != "--no-deploy-tools" && -f scripts/install-deploy-tools.sh ]]; then
   PATH="$REPO_ROOT/.venv/bin:$PATH" bash scripts/install-deploy-tools.sh
-  # The Kubernetes control plane the helm install tests run against (first run ~20 min, then cached).
+  # The Kubernetes control plane the helm install tests run against (first run ~7 min, then cached).
   bash scripts/k8s.sh build
 fi
 log "ready"
