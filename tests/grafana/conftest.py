@@ -13,7 +13,6 @@ saying how to get them (``scripts/services.sh up``; Debian's ``prometheus`` pack
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 import shutil
@@ -28,13 +27,14 @@ import requests
 import yaml
 
 from crypto_watcher.messages import Tick
+from producer.simulate import MarketEvent, SimulatedMarket
 from tests.support.pipeline import processor_settings, publisher, run_processor
 from tests.support.services import Influx2, Services, unique
 
 DATASOURCES = Path(__file__).resolve().parents[2] / "grafana" / "provisioning" / "datasources" / "datasources.yaml"
 INFLUX_UID = "cw-influxdb"
 
-# --- the scripted market -------------------------------------------------------------------------
+# --- the market: compose's default source, with a scripted crash and spike ------------------------
 
 TICK_EVERY_MS = 20_000
 HISTORY_MS = 70 * 60_000
@@ -43,60 +43,48 @@ HISTORY_MS = 70 * 60_000
 WINDOWS_MS = {"5m": 5 * 60_000, "15m": 15 * 60_000, "1h": 60 * 60_000}
 CANDLES_MS = {"1m": 60_000, "5m": 5 * 60_000}
 
-BASE_PRICES = {
-    ("bitcoin", "usd"): 65_000.0,
-    ("bitcoin", "eur"): 60_000.0,
-    ("ethereum", "usd"): 3_500.0,
-    ("ethereum", "eur"): 3_230.0,
-    ("tether", "usd"): 1.0,
-    ("tether", "eur"): 0.92,
-}
-SYMBOLS = {"bitcoin": "btc", "ethereum": "eth", "tether": "usdt"}
+COINS = ("bitcoin", "ethereum", "tether")
+VS = ("eur", "usd")
+SEED = 20_240_601
+"""The simulated market's walk is fixed by its seed: the same prices on every run."""
 
 CRASHING = "ethereum"
 """Falls 8% over the last 10 minutes: drawdown beyond the 15m drop threshold (5%), not 1h's (10%)."""
 SPIKING = "bitcoin"
 """Rises 6% over the last 10 minutes: run-up beyond the 15m spike threshold only."""
 STABLE = "tether"
-"""Wobbles by 0.1%: never alerts, not even under the stablecoin (1%) override."""
+"""A stablecoin in the simulated market wobbles by hundredths of a percent: never alerts, not even
+under the stablecoin (1%) override."""
 
 ALERT_WINDOW = "15m"
 ALERT_THRESHOLD_PCT = 5.0
 
 
-def scripted_price(coin: str, vs: str, t_ms: int, end_ms: int) -> float:
-    """A gentle wave, plus the scripted crash or spike during the last 10 minutes."""
-    base = BASE_PRICES[(coin, vs)]
-    minutes = (t_ms - (end_ms - HISTORY_MS)) / 60_000
-    amplitude = 0.001 if coin == STABLE else 0.004
-    price = base * (1 + amplitude * math.sin(minutes / 3.0))
-    to_end = (end_ms - t_ms) / 60_000
-    if to_end < 10 and coin in (CRASHING, SPIKING):
-        progress = (10 - to_end) / 10
-        price *= 1 - 0.08 * progress if coin == CRASHING else 1 + 0.06 * progress
-    return round(price, 6)
+def market_ticks(end_ms: int) -> list[Tick]:
+    """70 minutes of the simulated market up to ``end_ms``, one poll every 20 s.
 
-
-def scripted_ticks(end_ms: int) -> list[Tick]:
-    ticks = []
+    The ticks come from the same source compose runs by default (``--source simulate``), not from
+    hand-made quotes: whatever it leaves out (a 24 h volume, a 24 h change) is missing here too,
+    and the panels that show it fail their "no data" check. Only the crash and the spike are
+    scripted, so the alert rules have something known to find."""
     start_ms = end_ms - HISTORY_MS
+    clock_ms = [start_ms - TICK_EVERY_MS]
+    moves_from = end_ms - 10 * 60_000
+    market = SimulatedMarket(
+        COINS,
+        VS,
+        seed=SEED,
+        clock=lambda: clock_ms[0] / 1000,
+        events=[
+            MarketEvent(CRASHING, moves_from, -8.0, 10 * 60_000),
+            MarketEvent(SPIKING, moves_from, 6.0, 10 * 60_000),
+        ],
+    )
+    ticks = []
     for t_ms in range(start_ms, end_ms + 1, TICK_EVERY_MS):
-        for (coin, vs), base in BASE_PRICES.items():
-            price = scripted_price(coin, vs, t_ms, end_ms)
-            ticks.append(
-                Tick(
-                    coin=coin,
-                    symbol=SYMBOLS[coin],
-                    vs=vs,
-                    price=price,
-                    market_cap=price * 19_000_000,
-                    volume_24h=base * 1_000_000,
-                    change_24h_pct=round((price / base - 1) * 100, 6),
-                    source="test",
-                    event_time=t_ms,
-                    fetch_time=t_ms + 1_500,
-                )
-            )
+        clock_ms[0] = t_ms
+        ticks.extend(market.poll().ticks)
+    assert {t.event_time for t in ticks[: len(COINS) * len(VS)]} == {start_ms}
     return ticks
 
 
@@ -320,8 +308,8 @@ class Feed:
     db: Database
     start_ms: int
     end_ms: int
-    coins: tuple[str, ...] = tuple(sorted(SYMBOLS))
-    vs: tuple[str, ...] = ("eur", "usd")
+    coins: tuple[str, ...] = tuple(sorted(COINS))
+    vs: tuple[str, ...] = VS
     windows: tuple[str, ...] = tuple(WINDOWS_MS)
     candle_intervals: tuple[str, ...] = tuple(CANDLES_MS)
     crashing: str = CRASHING
@@ -334,16 +322,16 @@ class Feed:
 def scripted_feed_db(
     influx_server: InfluxServer, services: Services, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Feed]:
-    """A fresh database holding 70 minutes of a scripted market up to now, *as the pipeline wrote it*.
+    """A fresh database holding 70 minutes of the simulated market up to now, *as the pipeline wrote it*.
 
-    The scripted ticks are published to Kafka and processed by the real processor (once per candle
+    The ticks are published to Kafka and processed by the real processor (once per candle
     interval the dashboards offer) through the API production uses for that server (v2: the
     influxdb-client writer with a token), so every panel and rule query below reads exactly what
     production would store: prices, changes, candles and the processor's own alerts.
     """
     db = influx_server.new_database("cw_grafana_test")
     end_ms = int(time.time() * 1000) // 1000 * 1000
-    ticks = scripted_ticks(end_ms)
+    ticks = market_ticks(end_ms)
     tag = unique("grafana")
     topics = {"ticks": f"{tag}.ticks", "alerts": f"{tag}.alerts", "dlq": f"{tag}.dlq"}
     out = publisher(services, topics["ticks"], partitions=2)
