@@ -111,7 +111,8 @@ class ProducerSettings(KafkaSettings, HttpSettings):
     http_port: Annotated[int, Field(ge=-1, le=65535)] = 9101
     """Port of the health and metrics endpoints (-1: off)."""
     source: SourceKind = SourceKind.COINGECKO
-    """Market source: `coingecko` or `simulate` (offline random walk with scheduled moves)."""
+    """Market source: `coingecko` or `simulate` (offline random walk with scheduled moves; its quotes
+    carry symbol, market cap, 24 h volume and 24 h change as CoinGecko's do, so every panel has data)."""
     coins: CommaList = Field(default_factory=lambda: ["bitcoin", "ethereum"])
     """Coins to watch: CoinGecko ids, symbols or names, comma separated (ids pass through; see CoinGecko access)."""
     top_n: Annotated[int, Field(ge=0, le=5000)] = 0
