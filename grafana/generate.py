@@ -34,6 +34,7 @@ from dashboards_src import (  # noqa: E402
     coin_detail,
     market_overview,
     pipeline_health,
+    signal_scorecard,
 )
 from dashboards_src.common import assign_panel_ids  # noqa: E402
 
@@ -44,6 +45,7 @@ DASHBOARDS: dict[str, Callable[[], Dashboard]] = {
     "market-overview.json": market_overview.build,
     "coin-detail.json": coin_detail.build,
     "pipeline-health.json": pipeline_health.build,
+    "signal-scorecard.json": signal_scorecard.build,
 }
 
 RULES_HEADER = """\

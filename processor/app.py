@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from quixstreams import Application
@@ -38,7 +40,7 @@ from processor.influx import InfluxSink, make_writer
 from processor.moves import sliding_changes
 from processor.points import alert_line, candle_line, change_line, price_line
 from processor.rules import RuleSet, load_rules
-from processor.signals import MoveRule, candle_record, evaluate_candle, evaluate_changes, move_rules
+from processor.signals import CANDLE_STATE, MoveRule, candle_record, evaluate_candle, evaluate_changes, move_rules
 from processor.topics import topic_manager, warn_existing
 
 log = logging.getLogger(__name__)
@@ -104,10 +106,13 @@ def build_pipeline(
     ruleset: RuleSet | None = None,
     alert_filter: Any = None,
     tick_filter: Any = None,
+    on_alert: Callable[[Alert], None] | None = None,
 ) -> Pipeline:
     """Wire the stream. ``alert_filter`` (value -> bool) lets replay keep only its time range;
     ``tick_filter`` (tick -> bool) lets it ignore ticks outside its warm-up and range (a backfill
-    published among the records it reads)."""
+    published among the records it reads). ``on_alert`` receives every alert *instead of* the
+    alerts topic (the scorecard collects them: nobody is notified, no alerts topic is created);
+    under at-least-once processing a re-read batch hands the same alert (same id) over again."""
     ruleset = ruleset or ruleset_from(settings)
     dead = DeadLetters(
         settings.kafka_bootstrap,
@@ -144,11 +149,15 @@ def build_pipeline(
         timestamp_extractor=tick_event_time,
         config=TopicConfig(num_partitions=settings.ticks_partitions, replication_factor=rf, extra_config=keep),
     )
-    alerts_topic = app.topic(
-        settings.alerts_topic,
-        key_serializer="str",
-        value_serializer="bytes",
-        config=TopicConfig(num_partitions=1, replication_factor=rf, extra_config=keep),
+    alerts_topic = (
+        app.topic(
+            settings.alerts_topic,
+            key_serializer="str",
+            value_serializer="bytes",
+            config=TopicConfig(num_partitions=1, replication_factor=rf, extra_config=keep),
+        )
+        if on_alert is None
+        else None
     )
     app.topic(settings.dlq_topic, config=TopicConfig(num_partitions=1, replication_factor=rf, extra_config=keep))
     sink = sink or InfluxSink(make_writer(settings), dead_letters=dead)  # refused points: DLQ topic too
@@ -201,7 +210,14 @@ def build_pipeline(
 
     def on_closed(candle: dict[str, Any], state: Any) -> list[Alert]:
         coin = candle["coin"]
-        return evaluate_candle(candle, ruleset.for_coin(coin), ruleset.cooldown(coin, None), state)
+        config = ruleset.for_coin(coin)
+        if live or config.crossover is None:
+            return evaluate_candle(candle, config, ruleset.cooldown(coin, None), state)
+        side = _cross_side(state)
+        alerts = evaluate_candle(candle, config, ruleset.cooldown(coin, None), state)
+        if side is None and keep_output({"event_time": candle["end"]}):
+            _warn_first_side(candle, _cross_side(state))
+        return alerts
 
     closed = candles("candle_closed").final().apply(to_candle, metadata=True)
     alert_streams.append(closed.apply(on_closed, stateful=True, expand=True))
@@ -210,11 +226,45 @@ def build_pipeline(
         if not live:
             alerts = alerts.filter(lambda a: keep_output({"event_time": a.event_time}))
         alerts.apply(alert_line).sink(sink)
+        if alerts_topic is None:
+            alerts.update(on_alert)  # type: ignore[arg-type]
+            continue
         # The alert record's Kafka timestamp is when it was published, not the tick's event time
         # (which the value carries): idempotence and retention need recent timestamps (contracts.md).
         alerts.apply(_publish_alert).set_timestamp(_now_ms).to_topic(alerts_topic)
     warn_existing(topics, replication)
     return Pipeline(app, sink, dead, ruleset)
+
+
+def _cross_side(state: Any) -> str | None:
+    """The crossover's last side ("above"/"below"), None until the averages first part."""
+    packed = state.get(CANDLE_STATE) or {}
+    side = packed.get("cross_side")
+    return str(side) if side is not None else None
+
+
+def _warn_first_side(candle: dict[str, Any], side: str | None) -> None:
+    """Replay only: the crossover's averages part for the first time inside the range.
+
+    A first side is a starting point, not a crossing, so the replay gives no alert here; the live
+    run had a side from before the replay's warm-up (the averages stayed within ``min_gap_pct``
+    all through it) and alerted here if that side was the other one. The replay cannot know which,
+    so it says so: this is one of the differences README "Replay" lists."""
+    if side is None:
+        return
+    end = int(candle["end"])
+    log.warning(
+        "replay: %s:%s crossover at %s (%d): the fast average is %s the slow one by more than min_gap_pct "
+        "for the first time since the warm-up began; the replay gives no alert for a first side, the live "
+        "run gave a %s here if they had been the other way round before the warm-up",
+        candle["coin"],
+        candle["vs"],
+        datetime.fromtimestamp(end / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        end,
+        side,
+        "buy_hint" if side == "above" else "sell_hint",
+        extra={"coin": candle["coin"], "vs": candle["vs"]},
+    )
 
 
 def _now_ms(_value: Any, _key: Any, _timestamp: int, _headers: Any) -> int:

@@ -1,7 +1,9 @@
 """``crypto-processor``: windows, candles, percent changes and alerts from ``crypto.ticks``.
 
 ``crypto-processor [run]`` processes the live stream; ``crypto-processor replay --from … --to …``
-re-runs a time range under its own consumer group and ends by itself.
+re-runs a time range under its own consumer group and ends by itself; ``crypto-processor scorecard
+--from … --to …`` runs the rules over a time range the same way and scores every hint by where the
+price went 1 h, 4 h and 24 h later, against every moment of the coin.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from crypto_watcher.logs import setup_logging
 from processor import metrics
 from processor.app import Pipeline, build_pipeline
 from processor.metrics import LagMonitor, seconds_since_progress
+from processor.replay import WARMUP_RESIDUAL
 from processor.rules import RulesError
 
 log = logging.getLogger("processor")
@@ -37,13 +40,24 @@ Examples:
   CW_INFLUX_API=v2 CW_INFLUX_URL=http://influxdb:8086 CW_INFLUX_TOKEN=... CW_INFLUX_ORG=crypto crypto-processor
   crypto-processor replay --from 2026-01-01 --to 2026-01-08 --influx-db crypto_whatif --rules new-rules.yaml
   CW_INFLUX_API=v2 ... crypto-processor replay --from 2026-01-01 --to 2026-01-08 --influx-bucket crypto_whatif
+  crypto-processor scorecard --from 2026-01-01 --to 2026-01-31 --influx-db crypto_scorecard   # hint hit rates
 Stop with Ctrl-C or SIGTERM: the current checkpoint is committed first.
 """
 
 REPLAY_EPILOG = """\
-The replay reads from a warm-up before --from (the longest window, the grace period and the
-candle history the indicators need) so its windows and alerts match what the live run saw, and
-writes only what falls within [--from, --to]. It uses its own consumer group and state folder.
+The replay reads from a warm-up before --from and writes only what falls within [--from, --to],
+under its own consumer group and state folder. Prices, windows, candles, drop/spike and
+volatility values then equal the live run's exactly; RSI and EMAs never forget, so the warm-up
+lasts until at most --warmup-residual (1e-6) of their state before it remains: RSI within 0.01
+points, EMAs within 2e-6 relative, crossover gaps within 0.001 percentage points of the live run
+(while prices stay within 2x and the average candle move within 100x of the warm-up start). With
+the default rules that is 3h24m of ticks before --from (it was 62m); the log line says how long
+and why. Alerts are the live run's (same ids) except where an indicator is within that tolerance
+of its threshold, or a rule's alert state was set before the warm-up and not reset during it:
+a crossover whose averages stayed within min_gap_pct of each other for the whole warm-up, an RSI
+that never crossed 50 in it, a drop/spike that never eased below half its threshold in every
+window during it, or moves that kept alerting less than a cooldown apart all through it (README
+"Replay").
 It writes into the database (v1, --influx-db) or bucket (v2, --influx-bucket) you name; the live
 one (CW_INFLUX_DB / CW_INFLUX_BUCKET, default crypto) only with --into-live: what-if alerts and
 candles cannot be told from real ones once written. A missing v2 bucket is created (the token must
@@ -56,8 +70,28 @@ Examples:
   crypto-processor replay --from 2026-01-01 --to 2026-01-08 --into-live     # rebuild the live data
 """
 
+SCORECARD_EPILOG = """\
+How good is each hint? The scorecard runs the current rules (the same flags, environment and
+rules file as the processor) over [--from, --to] of the ticks topic exactly as a replay does
+(own consumer group and state folder, warm-up before --from), but keeps the alerts instead of
+publishing them (nobody is notified) and stores no prices, candles or alerts. For each hint kind,
+rule, window and coin it reports how many hints there were and the forward return of the price
+after them (1h, 4h, 24h: median, quartiles, and the share that went the hinted way: a buy hint
+or a spike is right if the price rose, a sell hint or a drop if it fell), beside the same share
+over every tick of the coin (the baseline a coin flip gets). Hints whose horizon is not covered
+by the ticks yet are counted as pending, never as right or wrong.
+It writes one row per hint and horizon (measurement scorecard) and per tick and horizon
+(scorecard_baseline) into the database (v1, --influx-db) or bucket (v2, --influx-bucket) you
+name, for the "Signal scorecard" Grafana dashboard; the live one only with --into-live.
+Past hit rates are no promise: they describe that stretch of history only.
+Examples:
+  crypto-processor scorecard --from 2026-01-01 --to 2026-01-31 --influx-db crypto_scorecard
+  crypto-processor scorecard --from 2026-01-01 --to 2026-01-31 --influx-db crypto_scorecard --json > card.json
+  CW_INFLUX_API=v2 ... crypto-processor scorecard --from 2026-01-01 --to 2026-01-31 --influx-bucket crypto_scorecard
+"""
 
-def _common(p: argparse.ArgumentParser, replay: bool = False) -> None:
+
+def _common(p: argparse.ArgumentParser, replay: bool = False, alerts: bool = True) -> None:
     add = p.add_argument
     add(
         "--bootstrap",
@@ -66,7 +100,8 @@ def _common(p: argparse.ArgumentParser, replay: bool = False) -> None:
     )
     add("--group", dest="consumer_group", help="consumer group [CW_CONSUMER_GROUP, default crypto-processor]")
     add("--ticks-topic", dest="ticks_topic", help="input topic [CW_TICKS_TOPIC, default crypto.ticks]")
-    add("--alerts-topic", dest="alerts_topic", help="alerts topic [CW_ALERTS_TOPIC, default crypto.alerts]")
+    if alerts:  # the scorecard publishes no alert
+        add("--alerts-topic", dest="alerts_topic", help="alerts topic [CW_ALERTS_TOPIC, default crypto.alerts]")
     add("--rules", dest="rules_file", help="alert rules YAML file [CW_RULES_FILE, default: none]")
     add("--windows", help="windows for percent change [CW_WINDOWS, default 5m,15m,1h]")
     add("--candle-interval", dest="candle_interval", help="candle length [CW_CANDLE_INTERVAL, default 1m]")
@@ -103,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = p.add_subparsers(dest="command", metavar="{run,replay}")
+    sub = p.add_subparsers(dest="command", metavar="{run,replay,scorecard}")
     run = sub.add_parser(
         "run",
         help="process the live stream (the default)",
@@ -130,22 +165,72 @@ def build_parser() -> argparse.ArgumentParser:
     _common(replay, replay=True)
     replay.add_argument("--from", dest="from_time", required=True, help="start, ISO 8601 (UTC if no zone) or epoch ms")
     replay.add_argument("--to", dest="to_time", required=True, help="end (inclusive), ISO 8601 or epoch ms")
+    replay.add_argument(
+        "--warmup-residual",
+        dest="warmup_residual",
+        type=_residual,
+        default=WARMUP_RESIDUAL,
+        metavar="FRACTION",
+        help="share of RSI/EMA state from before the warm-up allowed to remain at --from; smaller reads "
+        "more ticks first (default 1e-6: RSI within 0.01 points of the live run; 1e-3 reads about half)",
+    )
     replay.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    scorecard = sub.add_parser(
+        "scorecard",
+        help="score every hint of the rules over a time range by where the price went next, then exit",
+        epilog=SCORECARD_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(scorecard, replay=True, alerts=False)
+    # the replay's time flags (parsed by the same processor.replay.parse_time)
+    scorecard.add_argument(
+        "--from", dest="from_time", required=True, help="start, ISO 8601 (UTC if no zone) or epoch ms"
+    )
+    scorecard.add_argument("--to", dest="to_time", required=True, help="end (inclusive), ISO 8601 or epoch ms")
+    scorecard.add_argument(
+        "--horizons",
+        default="1h,4h,24h",
+        help="how long after each hint to look at the price, comma separated (default 1h,4h,24h)",
+    )
+    scorecard.add_argument("--json", action="store_true", help="print the scorecard as JSON instead of a table")
+    scorecard.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     return p
 
 
-CLI_ONLY = {"command", "stop_when_idle", "log_level", "from_time", "to_time", "no_progress", "into_live"}
+CLI_ONLY = {
+    "command",
+    "stop_when_idle",
+    "log_level",
+    "from_time",
+    "to_time",
+    "no_progress",
+    "into_live",
+    "warmup_residual",
+}
+
+
+def _residual(text: str) -> float:
+    """``--warmup-residual``: a fraction strictly between 0 and 1 (argparse reports anything else)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, e.g. 1e-6 (got {text!r})") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), e.g. 1e-6 (got {text!r})")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if not args_list or args_list[0] not in ("run", "replay", "-h", "--help"):
+    if not args_list or args_list[0] not in ("run", "replay", "scorecard", "-h", "--help"):
         args_list.insert(0, "run")
     args = build_parser().parse_args(args_list)
     setup_logging(args.log_level, "processor")
     flags = {k: v for k, v in vars(args).items() if k not in CLI_ONLY}
     if args.command == "replay":
         return _replay(args, flags)
+    if args.command == "scorecard":
+        return _scorecard(args, {k: v for k, v in flags.items() if k not in ("horizons", "json")})
     try:
         settings = load_settings(ProcessorSettings, flags)
         pipeline = build_pipeline(settings)
@@ -241,7 +326,9 @@ def _replay(args: argparse.Namespace, flags: dict[str, object]) -> int:
             "commit_interval": 1000,
         }
         settings = load_settings(ProcessorSettings, flags)
-        pipeline, span = replay(settings, from_ms, to_ms, show_progress=not args.no_progress)
+        pipeline, span = replay(
+            settings, from_ms, to_ms, show_progress=not args.no_progress, residual=args.warmup_residual
+        )
     except (ConfigError, RulesError) as exc:
         print(f"crypto-processor replay: {exc}", file=sys.stderr)
         return 2
@@ -257,3 +344,51 @@ def _replay(args: argparse.Namespace, flags: dict[str, object]) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _scorecard(args: argparse.Namespace, flags: dict[str, object]) -> int:
+    """``crypto-processor scorecard``: the replay's time flags, target rule and own group; see SCORECARD_EPILOG."""
+    import json
+
+    from crypto_watcher.durations import parse_duration_ms
+    from processor.replay import choose_target, parse_time
+    from processor.scorecard import format_table, horizons_from
+    from processor.scorecard_run import run_scorecard
+
+    try:
+        from_ms, to_ms = parse_time(args.from_time), parse_time(args.to_time)
+        try:
+            horizons = horizons_from([parse_duration_ms(h) for h in args.horizons.split(",") if h.strip()])
+        except ValueError as exc:
+            raise ValueError(f"--horizons {args.horizons!r}: {exc}") from None
+        # The live settings: the environment (and the other flags) without the scorecard's own target.
+        live = {k: v for k, v in flags.items() if k not in ("influx_db", "influx_bucket")}
+        base = load_settings(ProcessorSettings, live)
+        target = choose_target(base, args.influx_db, args.influx_bucket, args.into_live)
+        if target.live:
+            log.warning("writing the scorecard into the live %s %r (--into-live)", target.kind, target.name)
+        group = args.consumer_group or f"{base.consumer_group}-scorecard-{from_ms}-{to_ms}-{int(time.time())}"
+        flags = {
+            **live,
+            **target.settings,
+            "consumer_group": group,
+            # bad ticks are in the live dead-letter topic already: the scorecard's copies go apart
+            "dlq_topic": f"{base.dlq_topic}.scorecard",
+            "state_dir": args.state_dir or f".cache/scorecard/{group}",
+            "commit_interval": 1000,
+        }
+        settings = load_settings(ProcessorSettings, flags)
+        run = run_scorecard(settings, from_ms, to_ms, horizons, show_progress=not args.no_progress)
+    except (ConfigError, RulesError) as exc:
+        print(f"crypto-processor scorecard: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"crypto-processor scorecard: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        document = {**run.card.as_dict(), "points_written": run.points_written, "target": run.target}
+        print(json.dumps(document, indent=2, allow_nan=False))
+    else:
+        print(format_table(run.card))
+        print(f"\n{len(run.card.hints)} hints; {run.points_written} points written via {run.target}")
+    return 0

@@ -6,6 +6,11 @@ Measurements (database/bucket ``crypto``; docs/contracts.md, "InfluxDB", lists e
   candle  tags coin, vs, interval  fields open, high, low, close, ticks  (time: candle start)
   alert   tags coin, vs, kind, rule, window, severity
           fields id, message (strings), change_pct, price, reference_price, threshold_pct, indicator
+Written by ``crypto-processor scorecard`` (into its own database/bucket, processor.scorecard):
+  scorecard           tags coin, vs, kind, rule, window, direction, horizon
+                      fields id (string), price, exit_price, ret_pct, right, pending   (time: the hint's)
+  scorecard_baseline  tags coin, vs, horizon
+                      fields price, exit_price, ret_pct, up, down, pending             (time: the tick's)
 
 A point's identity is measurement + tag set + timestamp, so re-writing the same tick, window or
 alert (a replay, or a batch retried after a crash) overwrites the same point instead of adding one.
@@ -25,6 +30,8 @@ PRICE = "price"
 CHANGE = "change"
 CANDLE = "candle"
 ALERT = "alert"
+SCORECARD = "scorecard"
+SCORECARD_BASELINE = "scorecard_baseline"
 
 # The escaping rules of influxdb-client's Point (tests/test_points.py checks byte equality with it
 # for arbitrary input); formatting directly is ~5x faster than building Point objects per record.
@@ -145,3 +152,40 @@ def alert_line(alert: Alert) -> str:
         },
         alert.event_time,
     )
+
+
+def _flag(value: bool) -> float:
+    return 1.0 if value else 0.0
+
+
+def scorecard_line(
+    alert: Alert, direction: str, horizon: str, price: float, exit_price: float | None, ret_pct: float | None
+) -> str:
+    """One hint at one horizon. A pending hint (``ret_pct`` None) has ``pending`` 1 and no return or
+    ``right``, so ``mean("right")`` is the share of scored hints that went the hinted way and
+    ``sum("pending")`` counts the others."""
+    fields: dict[str, Any] = {"id": alert.id, "price": price, "pending": _flag(ret_pct is None)}
+    if ret_pct is not None:
+        fields.update(
+            exit_price=exit_price, ret_pct=ret_pct, right=_flag(ret_pct > 0 if direction == "up" else ret_pct < 0)
+        )
+    tags = {
+        "coin": alert.coin,
+        "vs": alert.vs,
+        "kind": alert.kind,
+        "rule": alert.rule,
+        "window": alert.window,
+        "direction": direction,
+        "horizon": horizon,
+    }
+    return _line(SCORECARD, tags, fields, alert.event_time)
+
+
+def scorecard_baseline_line(
+    coin: str, vs: str, horizon: str, time_ms: int, price: float, exit_price: float | None, ret_pct: float | None
+) -> str:
+    """One tick of a pair (a baseline moment) at one horizon; ``up``/``down`` are 1 when the price rose/fell."""
+    fields: dict[str, Any] = {"price": price, "pending": _flag(ret_pct is None)}
+    if ret_pct is not None:
+        fields.update(exit_price=exit_price, ret_pct=ret_pct, up=_flag(ret_pct > 0), down=_flag(ret_pct < 0))
+    return _line(SCORECARD_BASELINE, {"coin": coin, "vs": vs, "horizon": horizon}, fields, time_ms)

@@ -12,8 +12,15 @@ error, not ignored: under v2 ``--influx-db`` would otherwise be dropped silently
 land in the live bucket. A v2 bucket that does not exist yet is created (``ensure_bucket``).
 
 To give the same candles, changes and alerts the live run gave, the replay starts reading a
-*warm-up* earlier than ``--from`` (the longest window, the grace period and the candle history the
-indicators need) and only emits what falls inside ``[from, to]``.
+*warm-up* earlier than ``--from`` and only emits what falls inside ``[from, to]`` (``warmup``).
+Windows, candles, volatility's baseline of returns and SMAs remember a bounded history: the warm-up
+holds all of it, so they equal the live run's exactly. RSI (Wilder's averages) and EMAs remember
+for ever, with a weight that decays by ``1 - alpha`` per candle: the warm-up lasts until at most
+``WARMUP_RESIDUAL`` of the state before it remains, so their values agree within ``tolerances``
+(RSI 0.01 points). Alert state is decided by those values: cooldowns are covered twice over, and
+re-arm flags and the crossover's side are reset by what the warm-up sees; the one case left is
+such a flag the live run set before the warm-up and nothing during it reset (README "Replay" lists
+them), plus an indicator within its tolerance of a threshold.
 
 Finding the range: a record's Kafka timestamp is when it was **published**; the quote's event time
 is in the value (docs/contracts.md). A quote is published after it was current, so no record
@@ -31,6 +38,7 @@ the group has committed every partition up to that end.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -177,23 +185,140 @@ def _detail(response: requests.Response) -> str:
     return response.text.strip().replace("\n", " ")[:200]
 
 
-def warmup_ms(rules: RuleSet) -> int:
-    """How much earlier than ``from`` to start so every window and indicator has its history."""
-    config = rules.spec.defaults.rules
-    candles = max(
-        config.crossover.slow if config.crossover else 0,
-        (config.rsi.period + 1) if config.rsi else 0,
-        (config.volatility.baseline + 1) if config.volatility else 0,
+WARMUP_RESIDUAL = 1e-6
+"""The share of an indicator's state from before the warm-up that may survive to ``--from``.
+
+RSI (Wilder) and exponential moving averages never forget: each closed candle keeps a fixed share
+``1 - alpha`` of the previous state (``alpha = 1/period`` for Wilder's averages, ``2/(n + 1)`` for an
+n-candle EMA). A replay cannot start from the live run's state, so it seeds its own from the first
+candles it reads; the difference between the two then shrinks to ``(1 - alpha)**k`` of what it was
+after ``k`` further candles. The warm-up is long enough for that factor to fall to this residual.
+What that means in indicator units (:func:`tolerances`, README "Replay"): RSI within 0.01 points,
+EMAs within 2e-6 relative, the crossover gap within 0.001 percentage points. 1e-6 rather than, say,
+1e-3 because an RSI near its threshold decides an alert: the closer the values, the rarer a flip;
+the cost is reading 3h24m of ticks before ``--from`` with the default rules instead of 62m (the
+replay's ``--warmup-residual`` trades one for the other).
+"""
+
+PRICE_RANGE = 2.0
+"""Assumed for :func:`tolerances`: prices stay within this factor of each other, from those the live
+averages hold at the warm-up start to the candle compared."""
+CALM_RATIO = 100.0
+"""Assumed for :func:`tolerances`: the average one-candle move does not fall more than this many
+times between the warm-up start and a candle of the range (a feed that stops moving breaks it)."""
+
+
+def smoothing_steps(alpha: float, residual: float) -> int:
+    """Candles after which an exponential filter keeps at most ``residual`` of its earlier state.
+
+    Two runs of ``x_k = (1 - alpha) * x_(k-1) + alpha * input_k`` over the same inputs differ by
+    ``(1 - alpha)**k`` times their initial difference, so ``k = ceil(ln residual / ln(1 - alpha))``."""
+    if not 0 < residual < 1:
+        raise ValueError(f"the warm-up residual must be between 0 and 1 (exclusive), got {residual}")
+    return max(0, math.ceil(math.log(residual) / math.log(1.0 - alpha) - 1e-9))
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """How far a replay's indicator values may be from the live run's within ``[from, to]``."""
+
+    rsi_points: float
+    ema_relative: float
+    gap_pct_points: float
+
+
+def tolerances(residual: float = WARMUP_RESIDUAL) -> Tolerances:
+    """The differences :data:`WARMUP_RESIDUAL` (or ``residual``) allows, given the stated assumptions.
+
+    - EMA: the replay seeds an average with the first close ``c``; the live one then held some
+      average ``E`` of earlier prices. With prices within ``PRICE_RANGE`` (2x) of each other,
+      ``|E - c| <= c`` and the average at the compared candle is at least ``c / 2``: what is left,
+      ``residual * |E - c|``, is at most ``residual * 2`` of it.
+    - Crossover gap ``100 * (fast / slow - 1)``: with both averages off by at most ``e`` relative
+      and ``fast / slow <= 2``, it moves by at most ``100 * 2 * 2e / (1 - e)`` percentage points.
+    - RSI ``= 100 * G / (G + L)`` (Wilder averages of gains and losses): averages off by ``dG``
+      and ``dL`` move it by ``100 * |dG * L - G * dL| / ((G + L) * (G' + L'))``, at most
+      ``100 * max(|dG|, |dL|) / (G + L)`` points. Where the replay seeds its averages, ``|dG|``
+      and ``|dL|`` are at most the larger of the two runs' average one-candle move ``G + L``;
+      ``k`` candles later ``residual`` of that is left, and ``G + L`` there is at least that seed
+      move / ``CALM_RATIO``: at most ``100 * residual * CALM_RATIO`` points.
+    """
+    ema = residual * PRICE_RANGE
+    return Tolerances(
+        rsi_points=100.0 * residual * CALM_RATIO,
+        ema_relative=ema,
+        gap_pct_points=100.0 * PRICE_RANGE * 2 * ema / (1 - ema),
     )
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """How long before ``--from`` a replay starts reading, and which rule asks for that much."""
+
+    ms: int
+    reason: str
+
+
+def _needs(rules: RuleSet, coin: str | None, residual: float) -> list[tuple[int, str]]:
+    """(milliseconds, why) for every rule of one coin (``None``: the defaults) that needs history.
+
+    A count of ``n`` candles gets one more: ``from - warm-up`` may fall inside a candle, which the
+    replay then sees only in part (its close, all the indicators use, is still the live one)."""
+    config = rules.for_coin(coin) if coin is not None else rules.spec.defaults.rules
+    name = coin or ""  # no coin is named "": RuleSet.cooldown then gives the defaults' cooldowns
+    interval = rules.candle_interval
+    needs: list[tuple[int, str]] = []
+
+    def candles(n: int, why: str, extra_ms: int = 0) -> None:
+        needs.append(((n + 1) * interval + extra_ms, why))
+
+    if config.rsi is not None:
+        p = config.rsi.period
+        # p + 1 closes seed Wilder's averages (p moves), then k smoothing steps of factor 1 - 1/p.
+        n = p + 1 + smoothing_steps(1.0 / p, residual)
+        candles(n, f"RSI({p}) needs {n} candles to keep under {residual:g} of its state before them")
+    if config.crossover is not None:
+        slow = config.crossover.slow
+        if config.crossover.average == "ema":
+            # The first close seeds the EMA, then k steps of factor 1 - 2/(slow + 1).
+            n = max(1 + smoothing_steps(2.0 / (slow + 1), residual), slow)
+            candles(n, f"EMA({slow}) needs {n} candles to keep under {residual:g} of its state before them")
+        else:
+            candles(slow, f"SMA({slow}) needs {slow} candles")
+    # Cooldowns, twice: an alert the live run gave up to one cooldown before `from` silences the
+    # range's start, so the replay must give it too, on complete history (windows, returns); and an
+    # alert only the replay gives (on the partial history at its start, where the live run was still
+    # cooling down from an alert before the warm-up) must have cooled down by `from`.
+    if config.volatility is not None:
+        vol = config.volatility
+        cool = vol.cooldown or rules.cooldown(name, None)
+        # baseline returns before the candle (baseline + 1 closes), and the candle's own close
+        candles(vol.baseline + 2, f"volatility needs {vol.baseline} returns and 2x its cooldown", 2 * cool)
+    cooldowns = [rules.cooldown(name, move.cooldown) for move in (config.drop, config.spike) if move is not None]
+    if cooldowns:
+        needs.append((max(rules.window_ms) + 2 * max(cooldowns), "the longest window and 2x the drop/spike cooldown"))
+    return needs
+
+
+def warmup(rules: RuleSet, residual: float = WARMUP_RESIDUAL) -> Warmup:
+    """The warm-up: the longest any coin's rules need (:func:`_needs`), plus the grace period.
+
+    Even without any rule the windows need their whole length before ``from``: the range's
+    ``change`` points are the live run's only if every window holds all its ticks."""
+    needs = [(max(rules.window_ms), "the longest window")]
+    needs += _needs(rules, None, residual)
     for coin in rules.spec.coins:
-        c = rules.for_coin(coin)
-        candles = max(
-            candles,
-            c.crossover.slow if c.crossover else 0,
-            (c.rsi.period + 1) if c.rsi else 0,
-            (c.volatility.baseline + 1) if c.volatility else 0,
-        )
-    return max(max(rules.window_ms), candles * rules.candle_interval) + rules.grace
+        needs += [(ms, f"{why} ({coin})") for ms, why in _needs(rules, coin, residual)]
+    ms, reason = max(needs, key=lambda need: need[0])
+    return Warmup(ms + rules.grace, reason)
+
+
+def warmup_ms(rules: RuleSet, residual: float = WARMUP_RESIDUAL) -> int:
+    """How much earlier than ``from`` to start so every window and indicator has its history.
+
+    The replay's values within ``[from, to]`` then match the live run's within :func:`tolerances`
+    (see :data:`WARMUP_RESIDUAL`); ``warmup`` also says which rule sets the length."""
+    return warmup(rules, residual).ms
 
 
 @dataclass
@@ -293,20 +418,41 @@ class Progress:
 
 
 def replay(
-    settings: ProcessorSettings, from_ms: int, to_ms: int, show_progress: bool = True, idle_timeout_s: float = 60.0
+    settings: ProcessorSettings,
+    from_ms: int,
+    to_ms: int,
+    show_progress: bool = True,
+    idle_timeout_s: float = 60.0,
+    residual: float = WARMUP_RESIDUAL,
+    **build: Any,
 ) -> tuple[Pipeline, Range]:
-    """Run the range to its end; returns the pipeline (for its counters) and the offsets covered."""
+    """Run the range to its end; returns the pipeline (for its counters) and the offsets covered.
+
+    ``build`` goes on to ``build_pipeline`` (the scorecard passes its sink and ``on_alert``).
+
+    ``residual`` sets the warm-up (:data:`WARMUP_RESIDUAL`): smaller is closer to the live run's
+    indicator values and reads more ticks before ``from_ms``."""
     if to_ms <= from_ms:
         raise ValueError(f"--to ({to_ms}) must be after --from ({from_ms})")
     rules = ruleset_from(settings)
-    read_from = from_ms - warmup_ms(rules)
+    warm = warmup(rules, residual)
+    read_from = from_ms - warm.ms
     span = plan_range(settings.kafka_bootstrap, settings.ticks_topic, read_from)
+    tolerance = tolerances(residual)
+    # The warm-up is read on top of the range: say how long it is, why, and what it buys.
     log.info(
-        "replaying %s from %s to %s (warm-up from %s): reading %d records in %d partitions, group %s",
+        "replaying %s from %s to %s with a warm-up from %s (%s before --from, %.2fx the range's %s: %s; "
+        "values within RSI %.2g points, EMA %.2g relative): reading %d records in %d partitions, group %s",
         settings.ticks_topic,
         _iso(from_ms),
         _iso(to_ms),
         _iso(read_from),
+        _duration(warm.ms),
+        warm.ms / (to_ms - from_ms),
+        _duration(to_ms - from_ms),
+        warm.reason,
+        tolerance.rsi_points,
+        tolerance.ema_relative,
         span.total,
         len(span.start),
         settings.consumer_group,
@@ -323,7 +469,7 @@ def replay(
     def wanted(value: dict[str, Any]) -> bool:
         return read_from <= int(value["event_time"]) <= read_to
 
-    pipeline = build_pipeline(settings, ruleset=rules, alert_filter=inside, tick_filter=wanted)
+    pipeline = build_pipeline(settings, ruleset=rules, alert_filter=inside, tick_filter=wanted, **build)
     if span.total == 0:
         log.warning("no ticks in that range")
         return pipeline, span
@@ -341,6 +487,14 @@ def replay(
             raise RuntimeError(f"replay stopped before the end of the range: committed {committed}, end {span.end}")
     log.info("replay done in %.1fs: %d points written", time.monotonic() - began, pipeline.sink.points_written)
     return pipeline, span
+
+
+def _duration(ms: int) -> str:
+    """``3h24m``: hours and minutes (seconds only below a minute), for the log line."""
+    if ms < 60_000:
+        return f"{ms / 1000:g}s"
+    hours, minutes = divmod(round(ms / 60_000), 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
 
 
 def _iso(ms: int) -> str:

@@ -19,6 +19,7 @@ REFRESH_INTERVALS = ["5s", "10s", "30s", "1m", "5m", "15m", "1h"]
 MARKET_OVERVIEW_UID = "cw-market-overview"
 COIN_DETAIL_UID = "cw-coin-detail"
 PIPELINE_HEALTH_UID = "cw-pipeline-health"
+SIGNAL_SCORECARD_UID = "cw-signal-scorecard"
 
 # Percent-change colours, red for falls and green for rises; ``None`` is the base step.
 CHANGE_STEPS: list[tuple[float | None, str]] = [
