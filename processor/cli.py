@@ -21,6 +21,7 @@ from crypto_watcher.config import ConfigError, ProcessorSettings, load_settings
 from crypto_watcher.durations import format_duration
 from crypto_watcher.health import CachedCheck, kafka_reachable, serve
 from crypto_watcher.logs import setup_logging
+from crypto_watcher.times import TIME_HELP, glue_time_values, time_arg
 from processor import metrics
 from processor.app import Pipeline, build_pipeline
 from processor.metrics import LagMonitor, seconds_since_progress
@@ -68,6 +69,7 @@ Examples:
   crypto-processor replay --from 2026-01-01 --to 2026-01-08 --influx-db crypto_whatif --rules new.yaml
   CW_INFLUX_API=v2 ... crypto-processor replay --from 2026-01-01 --to 2026-01-08 --influx-bucket crypto_whatif
   crypto-processor replay --from 2026-01-01 --to 2026-01-08 --into-live     # rebuild the live data
+  crypto-processor replay --from -2h --to now --influx-db crypto_whatif     # the last two hours
 """
 
 SCORECARD_EPILOG = """\
@@ -131,6 +133,15 @@ def _common(p: argparse.ArgumentParser, replay: bool = False, alerts: bool = Tru
     add("--log-level", help="DEBUG, INFO, WARNING, ERROR [CW_LOG_LEVEL, default INFO]")
 
 
+def _time_flags(p: argparse.ArgumentParser) -> None:
+    """``--from``/``--to`` of replay and scorecard, parsed to epoch ms by argparse (bad ones exit 2)."""
+    for flag, dest, text in (
+        ("--from", "from_time", f"start: {TIME_HELP}"),
+        ("--to", "to_time", "end (inclusive), same forms"),
+    ):
+        p.add_argument(flag, dest=dest, required=True, type=time_arg(), metavar="TIME", help=text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="crypto-processor",
@@ -163,8 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(replay, replay=True)
-    replay.add_argument("--from", dest="from_time", required=True, help="start, ISO 8601 (UTC if no zone) or epoch ms")
-    replay.add_argument("--to", dest="to_time", required=True, help="end (inclusive), ISO 8601 or epoch ms")
+    _time_flags(replay)
     replay.add_argument(
         "--warmup-residual",
         dest="warmup_residual",
@@ -182,11 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(scorecard, replay=True, alerts=False)
-    # the replay's time flags (parsed by the same processor.replay.parse_time)
-    scorecard.add_argument(
-        "--from", dest="from_time", required=True, help="start, ISO 8601 (UTC if no zone) or epoch ms"
-    )
-    scorecard.add_argument("--to", dest="to_time", required=True, help="end (inclusive), ISO 8601 or epoch ms")
+    _time_flags(scorecard)  # the replay's
     scorecard.add_argument(
         "--horizons",
         default="1h,4h,24h",
@@ -224,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or args_list[0] not in ("run", "replay", "scorecard", "-h", "--help"):
         args_list.insert(0, "run")
-    args = build_parser().parse_args(args_list)
+    args = build_parser().parse_args(glue_time_values(args_list))
     setup_logging(args.log_level, "processor")
     flags = {k: v for k, v in vars(args).items() if k not in CLI_ONLY}
     if args.command == "replay":
@@ -306,10 +312,10 @@ def _run_rejoining(settings: ProcessorSettings, current: list[Pipeline], stop_wh
 
 
 def _replay(args: argparse.Namespace, flags: dict[str, object]) -> int:
-    from processor.replay import choose_target, parse_time, replay
+    from processor.replay import choose_target, replay
 
     try:
-        from_ms, to_ms = parse_time(args.from_time), parse_time(args.to_time)
+        from_ms, to_ms = args.from_time, args.to_time
         # The live settings: the environment (and the other flags) without the replay's own target.
         live = {k: v for k, v in flags.items() if k not in ("influx_db", "influx_bucket")}
         base = load_settings(ProcessorSettings, live)
@@ -351,12 +357,12 @@ def _scorecard(args: argparse.Namespace, flags: dict[str, object]) -> int:
     import json
 
     from crypto_watcher.durations import parse_duration_ms
-    from processor.replay import choose_target, parse_time
+    from processor.replay import choose_target
     from processor.scorecard import format_table, horizons_from
     from processor.scorecard_run import run_scorecard
 
     try:
-        from_ms, to_ms = parse_time(args.from_time), parse_time(args.to_time)
+        from_ms, to_ms = args.from_time, args.to_time
         try:
             horizons = horizons_from([parse_duration_ms(h) for h in args.horizons.split(",") if h.strip()])
         except ValueError as exc:

@@ -57,19 +57,6 @@ from processor.rules import RuleSet
 log = logging.getLogger(__name__)
 
 
-def parse_time(text: str) -> int:
-    """ISO 8601 (``2026-01-01``, ``2026-01-01T12:00``, with or without ``Z``) or epoch ms -> epoch ms."""
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"time must be ISO 8601 (2026-01-01T12:00Z) or epoch milliseconds, got {text!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
-
-
 INTO_LIVE = "--into-live"
 
 

@@ -24,10 +24,11 @@ from types import FrameType
 from typing import Any
 
 from crypto_watcher.config import ConfigError, Plan, ProducerSettings, SourceKind, load_settings
-from crypto_watcher.durations import format_duration, parse_duration_ms
+from crypto_watcher.durations import format_duration
 from crypto_watcher.health import CachedCheck, kafka_reachable, serve
 from crypto_watcher.kafka import KAFKA_LOG, ensure_topic
 from crypto_watcher.logs import setup_logging
+from crypto_watcher.times import TIME_HELP, format_time, glue_time_values, time_arg
 from producer.backfill import DAY, GRANULARITIES, Checkpoint, run_backfill
 from producer.coingecko import PLANS, Backoff, CoinGeckoClient, CoinGeckoError
 from producer.publisher import TickPublisher
@@ -145,19 +146,22 @@ def build_backfill_parser() -> argparse.ArgumentParser:
         prog="crypto-producer backfill",
         description="Publish CoinGecko history (/coins/{id}/market_chart/range) into the ticks topic, "
         "source `backfill`. Resumable: an interrupted run continues where it stopped when run again.",
-        epilog="Example: crypto-producer backfill --coins btc,eth --vs usd --from 2025-06-01 --to 2025-09-01\n"
+        epilog="Examples: crypto-producer backfill --coins btc,eth --vs usd --from 2025-06-01 --to 2025-09-01\n"
+        "          crypto-producer backfill --coins bitcoin --from -30d --granularity daily   # the last 30 days\n"
         "Chunks: 5m = 1 day (last 24 h only), hourly = 90 days, daily = 365 days; see README.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--coins", help="CoinGecko ids, symbols or names [CW_COINS, default bitcoin,ethereum]")
     p.add_argument("--vs", dest="vs_currencies", help="vs-currencies, comma separated [CW_VS_CURRENCIES, default usd]")
+    p.add_argument("--from", dest="start", required=True, type=time_arg(), metavar="TIME", help=f"start: {TIME_HELP}")
     p.add_argument(
-        "--from",
-        dest="start",
-        required=True,
-        help="start: ISO 8601 (2025-06-01, 2025-06-01T12:00Z; UTC if no offset), Unix seconds, or 30d (ago)",
+        "--to",
+        dest="end",
+        default="now",
+        type=time_arg(),
+        metavar="TIME",
+        help="end (exclusive), same forms (default now)",
     )
-    p.add_argument("--to", dest="end", default="now", help="end (exclusive), same forms or `now` (default)")
     p.add_argument(
         "--granularity", choices=list(GRANULARITIES), default="hourly", help="points wanted (default hourly)"
     )
@@ -542,29 +546,8 @@ def topic_retention_ms(bootstrap: str, topic: str) -> int | None:
         return None
 
 
-def parse_when(text: str, now: float) -> int:
-    """Unix seconds from ISO 8601 (UTC if no offset), Unix seconds, ``now``, or a duration ago (``30d``)."""
-    text = text.strip()
-    if text.lower() == "now":
-        return int(now)
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text.replace("z", "Z"))
-    except ValueError:
-        try:
-            return int(now - parse_duration_ms(text) / 1000)
-        except ValueError:
-            raise ValueError(
-                f"not a time: {text!r} (ISO 8601, Unix seconds, `now` or e.g. 30d for 30 days ago)"
-            ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
-
-
 def backfill_main(argv: Sequence[str]) -> int:
-    args = build_backfill_parser().parse_args(argv)
+    args = build_backfill_parser().parse_args(glue_time_values(argv))
     setup_logging(args.log_level, "producer")
     stop = threading.Event()
     with _signals_stop(stop, "stopping after this chunk (run the same command again to resume)"):
@@ -575,9 +558,9 @@ def _backfill(args: argparse.Namespace, stop: threading.Event) -> int:
     try:
         settings = _settings(args, ("start", "end", "granularity", "restart", "no_progress"))
         now = time.time()
-        start, end = parse_when(args.start, now), min(parse_when(args.end, now), int(now))
+        start, end = args.start // 1000, min(args.end // 1000, int(now))  # the flags are epoch ms
         if start >= end:
-            raise ConfigError(f"--from ({args.start}) must be before --to ({args.end})")
+            raise ConfigError(f"--from ({format_time(args.start)}) must be before --to ({format_time(args.end)})")
         if args.granularity == "5m" and start < now - DAY:
             raise ConfigError("5-minute history exists only for the last 24 hours; use --granularity hourly")
         setup = make_client(settings, stop)

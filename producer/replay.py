@@ -25,11 +25,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from crypto_watcher.messages import MIN_EVENT_TIME_MS, MessageError, Tick
+from crypto_watcher.times import parse_iso_ms
 from producer.publisher import TickPublisher
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,12 @@ class LineError(ValueError):
 
 
 def parse_time_ms(value: Any) -> int:
-    """Milliseconds since the epoch from an integer (ms) or an ISO 8601 string."""
+    """Milliseconds since the epoch from an integer (ms) or an ISO 8601 string.
+
+    Not ``crypto_watcher.times.parse_time`` (the flags' parser): a file's times are data under the
+    Tick contract (docs/contracts.md: integer milliseconds), so a number is never read as seconds;
+    seconds in a file are refused by ``tick_from_record`` as the producer's mistake they are. The
+    ISO 8601 reading is the shared one."""
     if isinstance(value, bool):
         raise ValueError(f"not a time: {value!r}")
     if isinstance(value, int):
@@ -59,12 +64,9 @@ def parse_time_ms(value: Any) -> int:
     if _INTEGER.match(text):
         return int(float(text))
     try:
-        moment = datetime.fromisoformat(text.replace("z", "Z"))
+        return parse_iso_ms(text)
     except ValueError:
         raise ValueError(f"not milliseconds or ISO 8601: {text!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return round(moment.timestamp() * 1000)
 
 
 def tick_from_record(record: dict[str, Any]) -> Tick:

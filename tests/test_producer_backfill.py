@@ -11,8 +11,9 @@ import pytest
 from crypto_watcher.config import Plan
 from crypto_watcher.kafka import ensure_topic
 from crypto_watcher.messages import Tick
+from crypto_watcher.times import parse_time
 from producer.backfill import DAY, Checkpoint, plan_chunks, run_backfill
-from producer.cli import main, parse_when, topic_retention_ms
+from producer.cli import main, topic_retention_ms
 from producer.coingecko import Backoff, CoinGeckoClient
 from producer.publisher import TickPublisher
 from producer.quotes import parse_market_chart
@@ -65,6 +66,11 @@ def test_market_chart_parsing_joins_by_timestamp_and_skips_bad_points() -> None:
     ]
     assert parse_market_chart([], "bitcoin", "usd", 0).problems[0].reason == "bad_value"
     assert parse_market_chart({}, "bitcoin", "usd", 0).problems[0].reason == "missing_field"
+
+
+def parse_when(text: str, now: float) -> int:
+    """The backfill's time flags in its own unit (seconds); they share ``crypto_watcher.times``."""
+    return parse_time(text, int(now * 1000)) // 1000
 
 
 def test_parse_when() -> None:

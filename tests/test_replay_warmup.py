@@ -113,8 +113,8 @@ def test_residual_outside_zero_one_is_refused() -> None:
         with pytest.raises(ValueError, match="between 0 and 1"):
             warmup_ms(RuleSet.defaults(), bad)
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["replay", "--from", "1", "--to", "2", "--warmup-residual", "0"])
-    args = build_parser().parse_args(["replay", "--from", "1", "--to", "2", "--warmup-residual", "1e-9"])
+        build_parser().parse_args(["replay", "--from", "2026-01-01", "--to", "now", "--warmup-residual", "0"])
+    args = build_parser().parse_args(["replay", "--from", "2026-01-01", "--to", "now", "--warmup-residual", "1e-9"])
     assert args.warmup_residual == 1e-9
 
 
