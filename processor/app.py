@@ -20,7 +20,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from quixstreams import Application
@@ -34,6 +33,7 @@ from crypto_watcher.config import ProcessorSettings
 from crypto_watcher.kafka import cluster_replication, retention_config
 from crypto_watcher.logs import add_context_provider
 from crypto_watcher.messages import Alert, MessageError, Tick
+from crypto_watcher.times import format_time
 from processor import metrics
 from processor.dlq import DeadLetters
 from processor.influx import InfluxSink, make_writer
@@ -259,7 +259,7 @@ def _warn_first_side(candle: dict[str, Any], side: str | None) -> None:
         "run gave a %s here if they had been the other way round before the warm-up",
         candle["coin"],
         candle["vs"],
-        datetime.fromtimestamp(end / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        format_time(end),
         end,
         side,
         "buy_hint" if side == "above" else "sell_hint",

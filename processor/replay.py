@@ -42,7 +42,6 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -51,6 +50,7 @@ from tqdm import tqdm
 
 from crypto_watcher.config import InfluxApi, InfluxSettings, ProcessorSettings
 from crypto_watcher.kafka import KAFKA_LOG, CommittedOffsets
+from crypto_watcher.times import format_time
 from processor.app import Pipeline, build_pipeline, ruleset_from
 from processor.rules import RuleSet
 
@@ -431,9 +431,9 @@ def replay(
         "replaying %s from %s to %s with a warm-up from %s (%s before --from, %.2fx the range's %s: %s; "
         "values within RSI %.2g points, EMA %.2g relative): reading %d records in %d partitions, group %s",
         settings.ticks_topic,
-        _iso(from_ms),
-        _iso(to_ms),
-        _iso(read_from),
+        format_time(from_ms),
+        format_time(to_ms),
+        format_time(read_from),
         _duration(warm.ms),
         warm.ms / (to_ms - from_ms),
         _duration(to_ms - from_ms),
@@ -482,7 +482,3 @@ def _duration(ms: int) -> str:
         return f"{ms / 1000:g}s"
     hours, minutes = divmod(round(ms / 60_000), 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -40,11 +40,11 @@ import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from crypto_watcher.durations import format_duration
 from crypto_watcher.messages import Alert
+from crypto_watcher.times import format_time
 
 Direction = Literal["up", "down"]
 
@@ -116,7 +116,7 @@ class PriceSeries:
         ticks at or before its time, so that means the ticks given are not the ones it came from."""
         p0 = self.price_at(t)
         if p0 is None:
-            raise ValueError(f"no price at or before {_iso(t)}: the ticks do not cover the moment scored")
+            raise ValueError(f"no price at or before {format_time(t)}: the ticks do not cover the moment scored")
         if not self.covered(t + horizon_ms):
             return None
         p1 = self.price_at(t + horizon_ms)
@@ -220,7 +220,7 @@ class ScoredHint:
             "window": a.window,
             "direction": self.direction,
             "event_time": a.event_time,
-            "time": _iso(a.event_time),
+            "time": format_time(a.event_time),
             "price": self.price,
             "returns_pct": dict(self.returns),
             "right": {h: self.right(h) for h in self.returns},
@@ -294,8 +294,8 @@ class Scorecard:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "from": _iso(self.from_ms),
-            "to": _iso(self.to_ms),
+            "from": format_time(self.from_ms),
+            "to": format_time(self.to_ms),
             "from_ms": self.from_ms,
             "to_ms": self.to_ms,
             "rules": self.rules,
@@ -393,7 +393,7 @@ def _num(value: float | None, signed: bool = False, width: int = 7) -> str:
 def format_table(card: Scorecard) -> str:
     """The scorecard as a plain-text table: one line per group and horizon, then the baselines."""
     out = [
-        f"Signal scorecard {_iso(card.from_ms)} .. {_iso(card.to_ms)}"
+        f"Signal scorecard {format_time(card.from_ms)} .. {format_time(card.to_ms)}"
         + (f" (rules: {card.rules})" if card.rules else ""),
         "Forward return of the price after each hint (median and quartiles, %), the share of hints the "
         "price followed (right %), and the same share over every tick of the coin (base %).",
@@ -429,7 +429,3 @@ def format_table(card: Scorecard) -> str:
             )
     out += ["", WARNING]
     return "\n".join(out)
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
