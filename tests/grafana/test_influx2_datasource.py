@@ -28,6 +28,7 @@ from .conftest import Database, Feed, GrafanaInflux, InfluxServer
 from .test_dashboards import (
     alert_rules,
     dashboards,
+    influx_boards,
     influx_rules,
     influx_targets,
     interpolate,
@@ -41,14 +42,16 @@ pytestmark = [pytest.mark.services, pytest.mark.parametrize("influx_server", ["v
 
 
 def every_query(feed: Feed) -> list[tuple[str, str]]:
-    """(where, InfluxQL) for every variable, panel, annotation and rule query, as Grafana would send
-    them now over the feed's absolute range with the dashboards' default variables."""
+    """(where, InfluxQL) for every variable, panel, annotation and rule query of the live-data
+    dashboards, as Grafana would send them now over the feed's absolute range with the dashboards'
+    default variables. (The signal scorecard reads a scorecard's own database, not the feed:
+    tests/grafana/test_scorecard_dashboard.py runs its queries on InfluxDB 2 through a DBRP mapping
+    and by bucket name.)"""
     time_filter = time_filters(feed)["absolute"]
     out: list[tuple[str, str]] = []
-    for board in dashboards().values():
+    for name in influx_boards():
+        board = dashboards()[name]
         targets = influx_targets(board)
-        if not targets:
-            continue
         variables = resolve_variables(board, feed.db, time_filter, pick_defaults)
         for variable in board.get("templating", {}).get("list", []):
             out.append(
