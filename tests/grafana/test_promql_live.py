@@ -62,16 +62,22 @@ def substitute(expr: str) -> str:
 
 
 class Market(threading.Thread):
-    """Wall-clock quotes every second; bitcoin falls 9% over five seconds after a short calm."""
+    """Wall-clock quotes every second; bitcoin falls 9% over five seconds after a short calm.
+
+    The calm counts from the producer's first price poll, not from the test's start: on a busy
+    machine the producer once started after the fall, saw only the low price, and nothing alerted."""
 
     def __init__(self, fake: FakeCoinGecko) -> None:
         super().__init__(daemon=True)
         self.fake, self.stop = fake, threading.Event()
 
     def run(self) -> None:
-        price, start = {"bitcoin": 60_000.0, "ethereum": 3_000.0}, time.time()
+        price: dict[str, float] = {"bitcoin": 60_000.0, "ethereum": 3_000.0}
+        polled_at: float | None = None
         while not self.stop.wait(1.0):
-            elapsed = time.time() - start
+            if polled_at is None and self.fake.call_count("/simple/price"):
+                polled_at = time.time()
+            elapsed = time.time() - polled_at if polled_at is not None else 0.0
             for coin in price:
                 if coin == "bitcoin" and 6 <= elapsed <= 11:
                     price[coin] *= 0.982

@@ -14,7 +14,8 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 ROOT = Path(__file__).resolve().parents[2]
-LOCAL_BROKER = "127.0.0.1:9092"
+LOCAL_BROKER = f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"
+"""The broker scripts/kafka.sh starts and kills (``KAFKA_PORT`` moves it, e.g. for a private test run)."""
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from tests.support.net import free_port
 
@@ -213,6 +213,31 @@ def _rows(body: dict[str, Any], q: str) -> list[dict[str, Any]]:
     return rows
 
 
+# What a broker answers while it takes leadership back after a restart (librdkafka does not flag
+# these errors as retriable when they come from get_watermark_offsets or list_topics).
+_TRANSIENT = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+}
+
+
+def _high_watermark(consumer: Consumer, tp: TopicPartition, deadline: float) -> int:
+    """The partition's end offset. Right after a broker restart the broker may answer NOT_LEADER
+    (it has not finished taking leadership back) although producing already works: a reader that
+    gave up then made the outage test fail under load with nothing lost, so retriable errors are
+    retried until ``deadline``."""
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(tp, timeout=max(deadline - time.monotonic(), 1.0))[1])
+        except KafkaException as exc:
+            if exc.args[0].code() not in _TRANSIENT or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def read_topic(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list[tuple[str | None, bytes | None, int]]:
     """Every message currently in ``topic`` (all partitions), as (key, value, timestamp)."""
     consumer = Consumer(
@@ -226,13 +251,15 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list[tupl
     try:
         deadline = time.monotonic() + timeout_s
         metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        while metadata is not None and metadata.error is not None and metadata.error.code() in _TRANSIENT:
+            if time.monotonic() > deadline:  # e.g. LEADER_NOT_AVAILABLE for that long: say so
+                raise KafkaException(metadata.error)
+            time.sleep(0.2)
+            metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
         if metadata is None or metadata.error is not None:
             return []
         partitions = [TopicPartition(topic, p, 0) for p in metadata.partitions]
-        ends = {}
-        for tp in partitions:
-            _low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
-            ends[tp.partition] = high
+        ends = {tp.partition: _high_watermark(consumer, tp, deadline) for tp in partitions}
         consumer.assign(partitions)
         out: list[tuple[str | None, bytes | None, int]] = []
         seen = dict.fromkeys(ends, 0)
