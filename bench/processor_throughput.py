@@ -6,6 +6,12 @@ by a plain producer. Then, alternately, in fresh child processes:
 
 - baseline: a bare confluent-kafka consumer (new group, ``subscribe``, ``poll()`` one message at a
   time like Quix) that reads every tick and ``json.loads`` it, then commits;
+- floor: the least a Quix Streams app does with these ticks (issue 10's "Quix floor"): the
+  processor's own deserializer and event-time extractor, one stateful step that reads and writes a
+  small per-key dict, and a sink that discards, on the same topic, same commit interval and same
+  RocksDB settings; done, like the subject, when the committed offsets reach the end. What the
+  processor costs beyond it is its own work (rules, candles, points, InfluxDB); the Quix machinery
+  below it is not ours to cut;
 - subject: the processor as ``crypto-processor`` runs it (``processor.app.build_pipeline``, the
   production settings, InfluxDB sink into a fresh database, alerts and changelog topics), from
   ``app.run()`` until a watcher sees the group's committed offsets reach the end of every
@@ -34,6 +40,7 @@ from typing import Any
 
 import common
 from confluent_kafka import Consumer, KafkaException, TopicPartition
+from quixstreams.sinks.base import BatchingSink, SinkBatch
 
 from crypto_watcher.durations import parse_duration_ms
 
@@ -63,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="none",
         help="profile the processor runs (slows them: figures are then not comparable)",
     )
-    p.add_argument("--worker", choices=["processor", "baseline"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["processor", "baseline", "floor"], help=argparse.SUPPRESS)
     p.add_argument("--topic", help=argparse.SUPPRESS)
     p.add_argument("--tag", help=argparse.SUPPRESS)
     p.add_argument("--run-id", default="0", help=argparse.SUPPRESS)
@@ -277,6 +284,81 @@ def work_baseline(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+class NullSink(BatchingSink):
+    """Discards: the floor measures Quix's own cost per tick, not any writer's."""
+
+    def write(self, batch: SinkBatch) -> None:
+        return None
+
+
+def work_floor(args: argparse.Namespace) -> dict[str, Any]:
+    from quixstreams import Application
+
+    from crypto_watcher.config import ProcessorSettings, load_settings
+    from processor.app import TickDeserializer, rocksdb_options, tick_event_time
+
+    ends = common.topic_end_offsets(args.topic)
+    expected = sum(ends.values())
+    state_dir = tempfile.mkdtemp(prefix="bench-floor-state-")
+    group = f"{common.unique(f'{args.tag}-{args.run_id}')}-floor"
+    settings = load_settings(ProcessorSettings, {"kafka_bootstrap": common.KAFKA, "http_port": -1})
+    try:
+        app = Application(
+            broker_address=common.KAFKA,
+            consumer_group=group,
+            auto_offset_reset="earliest",
+            state_dir=state_dir,
+            rocksdb_options=rocksdb_options(settings),
+            commit_interval=parse_duration_ms(args.commit_interval) / 1000,
+            processing_guarantee="at-least-once",
+            loglevel=None,
+        )
+        topic = app.topic(
+            args.topic,
+            key_deserializer="str",
+            value_deserializer=TickDeserializer(),
+            timestamp_extractor=tick_event_time,
+        )
+
+        def step(tick: dict[str, Any], state: Any) -> dict[str, Any]:
+            last = state.get("s") or {"n": 0}
+            state.set("s", {"n": last["n"] + 1, "price": tick["price"], "t": tick["event_time"]})
+            return tick
+
+        app.dataframe(topic).apply(step, stateful=True).sink(NullSink())
+        first: list[float] = []
+
+        def on_processed(_topic: str, _partition: int, _offset: int) -> None:
+            if not first:
+                first.append(time.perf_counter())
+
+        app._on_message_processed = on_processed
+        watcher = CommitWatcher(group, args.topic, ends, app.stop, limit_s=180)
+        services = common.ServiceCpu().start()
+        cpu0 = common.cpu_seconds()
+        start = time.perf_counter()
+        watcher.start()
+        app.run(timeout=0, collect=False)
+        cpu_s = common.cpu_seconds() - cpu0
+        service_cpu = services.stop()
+        watcher.join(30)
+        if watcher.done_at is None:
+            raise common.Disturbed("no offset committed for 180 s: stopped" if watcher.timed_out else "stopped early")
+        elapsed = watcher.done_at - start
+        return {
+            "ticks": expected,
+            "seconds": elapsed,
+            "ticks_per_s": expected / elapsed,
+            "startup_s": (first[0] - start) if first else None,
+            "steady_ticks_per_s": expected / (watcher.done_at - first[0]) if first else None,
+            "peak_rss_mb": common.peak_rss_mb(),
+            "cpu_s": cpu_s,
+            "service_cpu_s": service_cpu,
+        }
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # Orchestration
 # ---------------------------------------------------------------------------------------------
@@ -311,7 +393,8 @@ def main() -> int:
     parser = build_parser()
     args = parser.parse_args()
     if args.worker:
-        common.emit_result(work_processor(args) if args.worker == "processor" else work_baseline(args))
+        workers = {"processor": work_processor, "baseline": work_baseline, "floor": work_floor}
+        common.emit_result(workers[args.worker](args))
         return 0
     command = common.header(
         f"processor throughput: {args.ticks:,} ticks of {args.coins:,} coins already in Kafka", SCRIPT, parser, args
@@ -333,6 +416,7 @@ def main() -> int:
         print(f"set-up: {written:,} ticks written to {topic} in {time.perf_counter() - began:.1f}s (not measured)")
         subject = common.Figure("processor", "ticks/s")
         baseline = common.Figure("bare consumer + json.loads", "ticks/s")
+        floor = common.Figure("Quix floor (deserializer + one stateful step + null sink)", "ticks/s")
         runs: list[dict[str, Any]] = []
 
         def run(kind: str, figure: common.Figure, i: int) -> None:
@@ -360,12 +444,14 @@ def main() -> int:
                 flush=True,
             )
 
-        common.interleaved(
-            args.runs,
-            lambda i: run("baseline", baseline, i),
-            lambda i: run("processor", subject, i),
-        )
+        def baselines(i: int) -> None:
+            run("baseline", baseline, i)
+            run("floor", floor, i)
+
+        common.interleaved(args.runs, baselines, lambda i: run("processor", subject, i))
         comparison = common.compare(subject, baseline)
+        # Issue 10's target: the processor with its real InfluxDB sink at >= 0.4x the Quix floor.
+        against_floor = common.compare(subject, floor)
         print(f"reproduce: {command}")
         label = "" if code == common.ROOT else f"-{code.name}"
         common.save_results(
@@ -375,6 +461,8 @@ def main() -> int:
                 "args": {k: v for k, v in vars(args).items() if k not in ("worker", "topic", "tag", "run_id")},
                 "runs": runs,
                 **comparison,
+                "floor": floor.as_dict(),
+                "ratio_to_floor": against_floor["ratio"],
             },
         )
     finally:
