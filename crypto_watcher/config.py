@@ -8,19 +8,18 @@ value and where it came from (environment variable or command-line flag), never 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from crypto_watcher.durations import parse_duration_ms
-from crypto_watcher.messages import ALERTS_TOPIC, TICKS_DLQ_TOPIC, TICKS_TOPIC
+from crypto_watcher.durations import Duration, DurationOrZero, Retention, parse_duration_ms
+from crypto_watcher.messages import ALERTS_TOPIC, TICKS_DLQ_TOPIC, TICKS_TOPIC, Severity
 
 ENV_PREFIX = "CW_"
-
-CommaList = Annotated[list[str], NoDecode]
 
 
 class ConfigError(SystemExit):
@@ -40,11 +39,20 @@ def _split_commas(value: Any) -> Any:
     return value
 
 
-def _duration(value: Any) -> Any:
-    """Text ("90s", "15m"; a bare number is seconds) from env/CLI; ints from code are already ms."""
-    if isinstance(value, str):
-        return parse_duration_ms(value)
+def _valid_windows(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("name at least one window")
+    for item in value:
+        parse_duration_ms(item)
     return value
+
+
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
+"""A list written ``a,b,c`` in the environment or on a flag."""
+WindowList = Annotated[CommaList, AfterValidator(_valid_windows)]
+"""Window names like ``5m,15m,1h``: each one a duration, at least one; kept as spelled for tags and alerts."""
+Percent = Annotated[float, Field(gt=0, lt=100)]
+"""A move threshold in percent (the drop/spike settings and the rules file's ``threshold_pct``)."""
 
 
 def _replication(value: Any) -> Any:
@@ -54,13 +62,6 @@ def _replication(value: Any) -> Any:
     if value == -1:
         return None
     return value
-
-
-def _retention(value: Any) -> Any:
-    """Like a duration, but "0" or "forever" mean Kafka keeps the data for ever."""
-    if isinstance(value, str) and value.strip().lower() in ("0", "forever", "infinite", "-1"):
-        return 0
-    return _duration(value)
 
 
 class _Base(BaseSettings):
@@ -76,7 +77,7 @@ class KafkaSettings(_Base):
     """Topic the processor publishes alerts to."""
     dlq_topic: str = TICKS_DLQ_TOPIC
     """Dead-letter topic for ticks the processor cannot use."""
-    topic_retention: Annotated[int, Field(ge=0)] = 28 * 86_400_000
+    topic_retention: Retention = 28 * 86_400_000
     """How long Kafka keeps ticks, alerts and dead letters after they are published (replays need
     it; a backfill of last year stays this long from the day it ran). 0 or `forever`: never deleted."""
     ticks_partitions: Annotated[int, Field(ge=1, le=1000)] = 3
@@ -87,13 +88,21 @@ class KafkaSettings(_Base):
     Start-up fails, saying why, if the cluster cannot meet it (fewer brokers, or below the brokers'
     `min.insync.replicas`); existing topics keep theirs, with a warning if it is lower."""
 
-    _keep = field_validator("topic_retention", mode="before")(_retention)
     _replicas = field_validator("topic_replication", mode="before")(_replication)
 
 
 class HttpSettings(_Base):
     http_host: str = "127.0.0.1"
     """Address of the /metrics, /livez, /readyz endpoints (0.0.0.0 in containers)."""
+
+
+class LogSettings(_Base):
+    """Logging of every service; read by ``crypto_watcher.logs.setup_logging`` (flags win)."""
+
+    log_level: str = "INFO"
+    """Log level of every service: DEBUG, INFO, WARNING or ERROR."""
+    log_format: str = "auto"
+    """`json`: one JSON object per line; `console`: readable lines; `auto`: console on a terminal, JSON otherwise."""
 
 
 class Plan(StrEnum):
@@ -117,11 +126,11 @@ class ProducerSettings(KafkaSettings, HttpSettings):
     """Coins to watch: CoinGecko ids, symbols or names, comma separated (ids pass through; see CoinGecko access)."""
     top_n: Annotated[int, Field(ge=0, le=5000)] = 0
     """Watch the top N coins by market cap (from /coins/markets) instead of `CW_COINS`; 0: off."""
-    top_n_refresh: Annotated[int, Field(gt=0)] = 3_600_000
+    top_n_refresh: Duration = 3_600_000
     """How often the top-N list is fetched again."""
     vs_currencies: CommaList = Field(default_factory=lambda: ["usd"])
     """Currencies to quote in, comma separated."""
-    poll_interval: Annotated[int, Field(gt=0)] = 60_000
+    poll_interval: Duration = 60_000
     """How often to ask for quotes. CoinGecko refreshes /simple/price every 60 s (20 s on paid plans)."""
     coingecko_plan: Plan = Plan.PUBLIC
     """CoinGecko access plan: `public` (keyless), `demo` or `pro`."""
@@ -129,7 +138,7 @@ class ProducerSettings(KafkaSettings, HttpSettings):
     """API key for the demo or pro plan (sent in the plan's header, never logged)."""
     coingecko_base_url: str | None = None
     """Defaults to the plan's URL; tests and proxies point it elsewhere."""
-    coingecko_timeout: Annotated[int, Field(gt=0)] = 10_000
+    coingecko_timeout: Duration = 10_000
     """Timeout of one CoinGecko call."""
     coingecko_calls_per_minute: Annotated[float, Field(gt=0)] | None = None
     """Call budget shared by every CoinGecko call. Defaults to the plan's (public 10, demo 30, pro 500)."""
@@ -139,33 +148,20 @@ class ProducerSettings(KafkaSettings, HttpSettings):
     """Coin ids per /simple/price call (fewer when their URL would pass 5,000 characters)."""
     coingecko_cache_dir: str = ".cache/coingecko"
     """Folder of the cached coin list (symbol and name lookup) and of backfill checkpoints."""
-    coins_list_ttl: Annotated[int, Field(gt=0)] = 86_400_000
+    coins_list_ttl: Duration = 86_400_000
     """How long the cached /coins/list is used before it is fetched again."""
-    stale_after: Annotated[int, Field(gt=0)] = 600_000
+    stale_after: Duration = 600_000
     """A quote whose update time has not moved for this long is reported stale (log line and gauge)."""
-    max_backoff: Annotated[int, Field(gt=0)] = 300_000
+    max_backoff: Duration = 300_000
     """Longest wait between retries after failures (without a Retry-After)."""
     simulate_seed: int = 42
     """Seed of the simulated market (same seed, same prices)."""
-    simulate_event_every: Annotated[int, Field(gt=0)] = 180_000
+    simulate_event_every: Duration = 180_000
     """The simulated feed schedules a drop or spike on one coin this often."""
     simulate_event_size_pct: Annotated[float, Field(gt=0, lt=90)] = 8.0
     """Size of each simulated drop or spike, in percent."""
-    simulate_event_over: Annotated[int, Field(gt=0)] = 60_000
+    simulate_event_over: Duration = 60_000
     """How long each simulated move takes."""
-
-    _producer_lists = field_validator("coins", "vs_currencies", mode="before")(_split_commas)
-    _producer_durations = field_validator(
-        "poll_interval",
-        "coingecko_timeout",
-        "max_backoff",
-        "top_n_refresh",
-        "coins_list_ttl",
-        "stale_after",
-        "simulate_event_every",
-        "simulate_event_over",
-        mode="before",
-    )(_duration)
 
     @field_validator("coins", "vs_currencies")
     @classmethod
@@ -197,10 +193,8 @@ class InfluxSettings(_Base):
     """v2 organisation."""
     influx_bucket: str = "crypto"
     """v2 bucket."""
-    influx_timeout: Annotated[int, Field(gt=0)] = 10_000
+    influx_timeout: Duration = 10_000
     """Timeout of one InfluxDB write."""
-
-    _influx_durations = field_validator("influx_timeout", mode="before")(_duration)
 
 
 class ProcessorSettings(KafkaSettings, InfluxSettings, HttpSettings):
@@ -212,7 +206,7 @@ class ProcessorSettings(KafkaSettings, InfluxSettings, HttpSettings):
     """Where a new consumer group starts: `earliest` (all retained ticks) or `latest`."""
     state_dir: str = ".cache/state"
     """Folder of the processor's local window state (RocksDB; rebuilt from changelogs if lost)."""
-    commit_interval: Annotated[int, Field(gt=0)] = 5_000
+    commit_interval: Duration = 5_000
     """Checkpoint interval: InfluxDB writes and offset commits happen this often."""
     state_cache_mb: Annotated[int, Field(ge=8, le=65_536)] = 1024
     """RocksDB block cache (MB) for the window state, one shared by the whole process; it fills as
@@ -223,39 +217,86 @@ class ProcessorSettings(KafkaSettings, InfluxSettings, HttpSettings):
     rules_file: str | None = None
     """Alert rules YAML (defaults + per-coin overrides; see README). When set, its windows, candle
     interval, grace, cooldown and thresholds replace the five settings below."""
-    windows: CommaList = Field(default_factory=lambda: ["5m", "15m", "1h"])
+    windows: WindowList = Field(default_factory=lambda: ["5m", "15m", "1h"])
     """Windows the percent change is computed over; the drop/spike rules apply to each."""
-    candle_interval: Annotated[int, Field(gt=0)] = 60_000
+    candle_interval: Duration = 60_000
     """Candle length; volatility, crossover and RSI signals work on closed candles."""
-    grace: Annotated[int, Field(ge=0)] = 60_000
+    grace: DurationOrZero = 60_000
     """How late (event time) a tick may arrive and still update its windows."""
-    drop_pct: Annotated[float, Field(gt=0, lt=100)] = 5.0
+    drop_pct: Percent = 5.0
     """Alert when a price falls this many percent below its window high."""
-    spike_pct: Annotated[float, Field(gt=0)] = 5.0
+    spike_pct: Percent = 5.0
     """Alert when a price rises this many percent above its window low."""
-    cooldown: Annotated[int, Field(ge=0)] = 900_000
+    cooldown: Duration = 900_000
     """After an alert, the same pair, rule and window stays quiet this long (event time)."""
-
-    _processor_lists = field_validator("windows", mode="before")(_split_commas)
-    _processor_durations = field_validator("grace", "cooldown", "commit_interval", "candle_interval", mode="before")(
-        _duration
-    )
-
-    @field_validator("windows")
-    @classmethod
-    def _valid_windows(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("must name at least one window")
-        for item in value:
-            parse_duration_ms(item)
-        return value
 
     @property
     def window_ms(self) -> list[int]:
         return [parse_duration_ms(w) for w in self.windows]
 
 
+SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
+
+# A comma starts a new URL only when a scheme follows it; otherwise it belongs to the URL
+# (apprise itself allows ``mailto://...?to=a@x.org,b@y.org``).
+_COMMA_BEFORE_SCHEME = re.compile(r",+(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+class NotifierSettings(KafkaSettings, HttpSettings):
+    """Settings of ``crypto-notifier``.
+
+    The notification URLs carry credentials (bot tokens, webhook secrets, SMTP passwords), so they
+    are a ``SecretStr`` and are never validated here: a pydantic error message would echo the raw
+    value. They are split and checked by :func:`split_urls` and ``notifier.targets.build_targets``,
+    whose errors name only the entry's position and scheme.
+    """
+
+    http_port: Annotated[int, Field(ge=-1, le=65535)] = 9103
+    """Port of the health and metrics endpoints (-1: off)."""
+    notify_urls: SecretStr | None = None
+    """Apprise URLs alerts go to (`tgram://`, `slack://`, `mailto://`, `json://`...), comma/space separated; secret."""
+    notify_console: bool = True
+    """Also print each alert as one line on stdout (always on when `CW_NOTIFY_URLS` is unset)."""
+    notify_min_severity: Severity = "info"
+    """Deliver only alerts at least this severe: `info`, `warning` or `critical`."""
+    notify_group: str = "crypto-notifier"
+    """Kafka consumer group of the notifier; a new group starts at the oldest retained alert."""
+    notify_state: str = ".cache/notifier/delivered.sqlite"
+    """SQLite file of delivered alert ids: a restart or a replay never delivers an alert twice."""
+    notify_retention: Duration = 86_400_000
+    """Delivered ids are kept this long (alert event time); an older alert is skipped, not delivered,
+    so a first start or a replay of old ranges never floods anyone with yesterday's news."""
+    notify_timeout: Duration = 30_000
+    """Longest one delivery attempt to one URL may take."""
+    notify_min_backoff: Duration = 1_000
+    """Wait after a first failed delivery; it doubles (with jitter) up to `CW_NOTIFY_MAX_BACKOFF`."""
+    notify_max_backoff: Duration = 300_000
+    """Longest wait between delivery attempts. Attempts never stop: an alert is delivered or kept."""
+
+    @property
+    def urls(self) -> list[str]:
+        """The configured URLs, in order (may contain secrets: never log them)."""
+        return split_urls(self.notify_urls.get_secret_value() if self.notify_urls else "")
+
+    def at_least_min_severity(self, severity: str) -> bool:
+        return SEVERITY_RANK[severity] >= SEVERITY_RANK[self.notify_min_severity]
+
+
+def split_urls(text: str) -> list[str]:
+    """Split on whitespace, and on commas that start a new ``scheme://``; empty entries vanish."""
+    out: list[str] = []
+    for chunk in text.split():
+        out.extend(part for part in (p.strip(",") for p in _COMMA_BEFORE_SCHEME.split(chunk)) if part)
+    return out
+
+
 S = TypeVar("S", bound=BaseModel)
+
+
+def default_of(model: type[BaseModel], name: str) -> Any:
+    """A setting's default (its factory called), for the places that must agree with it: the rules
+    file's defaults, the README's reference and every flag's help read it here instead of copying it."""
+    return model.model_fields[name].get_default(call_default_factory=True)
 
 
 def load_settings(cls: type[S], flags: Mapping[str, Any] | None = None) -> S:

@@ -16,23 +16,32 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Info, generate_latest
 
 from crypto_watcher import __version__
-from crypto_watcher.kafka import KAFKA_LOG
+from crypto_watcher.kafka import admin_client
 
 log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    """Liveness: the main loop beats at every turn; silence longer than ``deadline_s`` means stuck."""
+    """Liveness, the one way every service judges it: the main loop beats at every turn and says
+    when it will turn next (its poll interval, a backoff); silence longer than that plus
+    ``slack_s`` means stuck, and a stuck loop gets restarted."""
 
-    def __init__(self, deadline_s: float) -> None:
-        self.deadline_s = deadline_s
-        self._last = time.monotonic()
+    def __init__(self, slack_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.slack_s = slack_s
+        self._clock = clock
+        self._last = clock()
+        self._expect = 0.0
 
-    def beat(self) -> None:
-        self._last = time.monotonic()
+    def beat(self, next_within_s: float = 0.0) -> None:
+        self._last = self._clock()
+        self._expect = max(0.0, next_within_s)
+
+    def silent_for(self) -> float:
+        """Seconds since the last beat."""
+        return self._clock() - self._last
 
     def alive(self) -> bool:
-        return time.monotonic() - self._last <= self.deadline_s
+        return self.silent_for() <= self._expect + self.slack_s
 
 
 class CachedCheck:
@@ -121,9 +130,7 @@ BUILD_INFO.info({"version": __version__})
 
 def kafka_reachable(bootstrap: str, timeout_s: float = 3.0) -> Callable[[], bool]:
     """A check that the Kafka cluster answers a metadata request."""
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": KAFKA_LOG})
+    admin = admin_client(bootstrap)
 
     def check() -> bool:
         admin.list_topics(timeout=timeout_s)

@@ -4,7 +4,9 @@ consumer group's committed offsets."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource, NewTopic
@@ -30,6 +32,20 @@ class _KnownConfigWarnings(logging.Filter):
 
 
 KAFKA_LOG.addFilter(_KnownConfigWarnings())
+
+
+def client_config(bootstrap: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The configuration of every Kafka client (producer, consumer, admin) the services create.
+
+    One place adds what each of them needs: the servers, and librdkafka's messages routed through
+    Python logging. ``overrides`` holds the client's own keys (``group.id``, ``acks``, ...)."""
+    return {"bootstrap.servers": bootstrap, "logger": KAFKA_LOG, **(overrides or {})}
+
+
+def admin_client(bootstrap: str) -> AdminClient:
+    """An admin client with :func:`client_config`."""
+    return AdminClient(client_config(bootstrap))
+
 
 WEEK_MS = 7 * 24 * 3600 * 1000
 
@@ -152,7 +168,7 @@ def cluster_replication(bootstrap: str, setting: int | None, timeout: float = 30
     """:func:`resolve_replication` with a client of its own (the processor's start-up). It waits for
     Kafka as long as Quix's own topic look-ups do (30 s), so a processor restarted during a short
     broker outage still comes up."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": KAFKA_LOG})
+    admin = admin_client(bootstrap)
     return resolve_replication(admin, bootstrap, setting, timeout=timeout)
 
 
@@ -169,7 +185,7 @@ def ensure_topic(
     the cluster cannot meet raises :class:`ReplicationError`; an existing topic is left as it is,
     with a warning when it has fewer replicas than wanted.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": KAFKA_LOG})
+    admin = admin_client(bootstrap)
     metadata = admin.list_topics(timeout=15)
     wanted = resolve_replication(admin, bootstrap, replication, metadata)
     existing = metadata.topics.get(name)
@@ -217,13 +233,9 @@ class CommittedOffsets:
     def __init__(self, bootstrap: str, group: str) -> None:
         self.group = group
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "logger": KAFKA_LOG,
-                "group.id": group,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-            }
+            client_config(
+                bootstrap, {"group.id": group, "enable.auto.commit": False, "enable.auto.offset.store": False}
+            )
         )
 
     def read(self, topic: str, partitions: list[int], timeout: float = 10.0) -> dict[int, int]:

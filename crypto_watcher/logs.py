@@ -12,11 +12,12 @@ import contextlib
 import faulthandler
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+from crypto_watcher.config import LogSettings
 
 CONTEXT_FIELDS = ("coin", "vs", "key", "topic", "partition", "offset", "alert_id", "kind")
 _context_providers: list[Callable[[], dict[str, Any]]] = []
@@ -85,10 +86,11 @@ class RepeatFilter(logging.Filter):
 
 
 def setup_logging(level: str | None = None, name: str = "crypto-watcher", log_format: str | None = None) -> None:
-    chosen = (level or os.environ.get("CW_LOG_LEVEL") or "INFO").upper()
+    settings = LogSettings()  # CW_LOG_LEVEL, CW_LOG_FORMAT; the arguments (flags) win
+    chosen = (level or settings.log_level or "INFO").upper()
     if chosen not in logging.getLevelNamesMapping():
         raise SystemExit(f"CW_LOG_LEVEL={chosen!r} is not a log level (DEBUG, INFO, WARNING, ERROR)")
-    fmt = (log_format or os.environ.get("CW_LOG_FORMAT") or "auto").lower()
+    fmt = (log_format or settings.log_format or "auto").lower()
     if fmt not in ("auto", "json", "console"):
         raise SystemExit(f"CW_LOG_FORMAT={fmt!r} must be auto, json or console")
     if fmt == "auto":

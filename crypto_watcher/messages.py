@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -49,24 +49,42 @@ def message_key(coin: str, vs: str) -> str:
     return f"{coin}:{vs}"
 
 
+def pair_of(key: str) -> tuple[str, str]:
+    """Coin and vs of a :func:`message_key`, for window results that arrive with the key alone
+    (Quix's tumbling windows hand over the aggregate and the key, not the tick)."""
+    coin, _, vs = key.partition(":")
+    return coin, vs
+
+
 class _Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
     def to_json(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
 
+    _what: ClassVar[str] = "message"
+    """How errors name this kind of message ("invalid tick: ...")."""
+
     @classmethod
-    def _parse(cls, data: bytes | str | dict[str, object], what: str) -> _Message:
+    def from_json(cls, data: bytes | str | dict[str, object]) -> Self:
+        """Parse and validate; raises MessageError naming every bad field."""
         try:
             if isinstance(data, dict):
                 return cls.model_validate(data)
             return cls.model_validate_json(data)
         except ValidationError as exc:
-            raise _describe(exc, what) from None
+            raise _describe(exc, cls._what) from None
+
+    @classmethod
+    def create(cls, **fields: object) -> Self:
+        """Build from untrusted values (a market response): MessageError instead of pydantic's error."""
+        return cls.from_json(fields)
 
 
 class Tick(_Message):
     """One observed quote of a coin in a vs-currency, at the time the market source says it held."""
+
+    _what = "tick"
 
     v: Literal[1] = 1
     coin: CoinId
@@ -87,18 +105,6 @@ class Tick(_Message):
     def key(self) -> str:
         return message_key(self.coin, self.vs)
 
-    @classmethod
-    def from_json(cls, data: bytes | str | dict[str, object]) -> Tick:
-        """Parse and validate; raises MessageError naming every bad field."""
-        result = cls._parse(data, "tick")
-        assert isinstance(result, Tick)
-        return result
-
-    @classmethod
-    def create(cls, **fields: object) -> Tick:
-        """Build from untrusted values (a market response): MessageError instead of pydantic's error."""
-        return cls.from_json(fields)
-
 
 AlertKind = Literal["drop", "spike", "volatility", "buy_hint", "sell_hint"]
 Severity = Literal["info", "warning", "critical"]
@@ -111,6 +117,8 @@ class Alert(_Message):
     from when it was computed, so a replay or a restarted processor produces the same id and every
     consumer can deduplicate on it.
     """
+
+    _what = "alert"
 
     v: Literal[1] = 1
     id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{20}$")]
@@ -139,17 +147,6 @@ class Alert(_Message):
     def make_id(coin: str, vs: str, rule: str, kind: str, window: str, event_time: int) -> str:
         raw = f"{coin}:{vs}|{rule}|{kind}|{window}|{event_time}".encode()
         return hashlib.sha256(raw).hexdigest()[:20]
-
-    @classmethod
-    def from_json(cls, data: bytes | str | dict[str, object]) -> Alert:
-        """Parse and validate; raises MessageError naming every bad field."""
-        result = cls._parse(data, "alert")
-        assert isinstance(result, Alert)
-        return result
-
-    @classmethod
-    def create(cls, **fields: object) -> Alert:
-        return cls.from_json(fields)
 
 
 def pct_change(new: float, old: float) -> float:

@@ -5,40 +5,22 @@
 
 from __future__ import annotations
 
-from enum import Enum
-
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
-from crypto_watcher.config import ENV_PREFIX, KafkaSettings, ProcessorSettings, ProducerSettings
-from crypto_watcher.durations import format_duration
-from notifier.settings import NotifierSettings
+from crypto_watcher.cli_help import env_name, shown_default
+from crypto_watcher.config import KafkaSettings, LogSettings, NotifierSettings, ProcessorSettings, ProducerSettings
+from crypto_watcher.durations import is_duration
 
 
 def duration_fields(model: type[BaseModel]) -> set[str]:
-    """Settings parsed as durations: those with the shared ``_duration``/``_retention`` validators."""
-    fields: set[str] = set()
-    for decorator in model.__pydantic_decorators__.field_validators.values():
-        func = getattr(decorator.func, "__func__", decorator.func)
-        if getattr(func, "__name__", "") in ("_duration", "_retention"):
-            fields.update(decorator.info.fields)
-    return fields
+    """Settings parsed as durations: those of the shared duration types (``crypto_watcher.durations``)."""
+    return {name for name, field in model.model_fields.items() if is_duration(field)}
 
 
 def _default(name: str, model: type[BaseSettings]) -> str:
-    field = model.model_fields[name]
-    value = field.get_default(call_default_factory=True)
-    if value is None:
-        return "—"
-    if name in duration_fields(model):
-        return f"`{format_duration(int(value))}`" if value else "`0`"
-    if isinstance(value, bool):
-        return f"`{str(value).lower()}`"
-    if isinstance(value, Enum):
-        return f"`{value.value}`"
-    if isinstance(value, list):
-        return f"`{','.join(value)}`"
-    return f"`{value}`"
+    shown = shown_default(model, name)
+    return "—" if shown is None else f"`{shown}`"
 
 
 def table(model: type[BaseSettings], skip: set[str] = frozenset()) -> str:  # type: ignore[assignment]
@@ -47,7 +29,7 @@ def table(model: type[BaseSettings], skip: set[str] = frozenset()) -> str:  # ty
         if name in skip:
             continue
         meaning = " ".join((field.description or "").split())  # one table row, whatever the docstring's lines
-        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | {_default(name, model)} | {meaning} |")
+        rows.append(f"| `{env_name(name)}` | {_default(name, model)} | {meaning} |")
     return "\n".join(rows)
 
 
@@ -55,6 +37,8 @@ def reference() -> str:
     kafka = set(KafkaSettings.model_fields)
     return "\n\n".join(
         [
+            "#### Logging (every service)",
+            table(LogSettings),
             "#### Kafka (every service)",
             table(KafkaSettings),
             "#### Producer (`crypto-producer`)",

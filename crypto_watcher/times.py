@@ -23,7 +23,7 @@ room for clocks and time zones, not for typos like 2062). Errors say what was ty
 read and why it was refused; ``time_arg`` turns them into argparse errors, which name the flag and
 exit 2, and ``glue_time_values`` lets ``--from -2h`` through argparse unquoted.
 
-Data files are a different contract: ``producer.replay`` reads ``event_time`` as milliseconds or
+Data files are a different contract: ``producer.tickfile`` reads ``event_time`` as milliseconds or
 ISO 8601 only (docs/contracts.md), using ``parse_iso_ms`` from here for the ISO part.
 """
 
@@ -61,6 +61,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 _NUMBER = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
 _RELATIVE = re.compile(r"^([+-]?)(\d+(?:\.\d+)?(?:ms|s|m|h|d))$")
+
+
+def ms_to_s(ms: float) -> float:
+    """Milliseconds (every duration setting and event time here) as seconds: the unit of sleeps,
+    timeouts, ``time.time()`` and the client libraries, converted in one place rather than by hand."""
+    return ms / 1000
 
 
 class TimeError(ValueError):

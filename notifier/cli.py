@@ -12,12 +12,12 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-from crypto_watcher.config import ConfigError, load_settings
+from crypto_watcher.cli_help import add_bootstrap, add_log_level, add_setting, add_stop_when_idle, service_parser
+from crypto_watcher.config import ConfigError, NotifierSettings, load_settings
 from crypto_watcher.health import CachedCheck, HealthServer, kafka_reachable, serve
 from crypto_watcher.logs import setup_logging
 from crypto_watcher.messages import Alert
 from notifier.service import Notifier
-from notifier.settings import NotifierSettings
 from notifier.targets import Target, build_targets
 from notifier.text import render
 
@@ -41,53 +41,30 @@ Exit status 2: invalid configuration; 1: --send-test had a failure.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="crypto-notifier",
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--bootstrap",
-        dest="kafka_bootstrap",
-        help="Kafka bootstrap servers [CW_KAFKA_BOOTSTRAP, default 127.0.0.1:9092]",
-    )
-    p.add_argument("--topic", dest="alerts_topic", help="alerts topic [CW_ALERTS_TOPIC, default crypto.alerts]")
-    p.add_argument("--group", dest="notify_group", help="consumer group [CW_NOTIFY_GROUP, default crypto-notifier]")
-    p.add_argument(
-        "--min-severity",
-        dest="notify_min_severity",
-        choices=["info", "warning", "critical"],
-        help="deliver only alerts at least this severe [CW_NOTIFY_MIN_SEVERITY, default info]",
-    )
-    p.add_argument(
+    p = service_parser("crypto-notifier", __doc__, EPILOG)
+    settings = NotifierSettings
+    add_bootstrap(p)
+    add_setting(p, settings, "alerts_topic", "--topic")
+    add_setting(p, settings, "notify_group", "--group")
+    add_setting(p, settings, "notify_min_severity", "--min-severity")
+    add_setting(
+        p,
+        settings,
+        "notify_console",
         "--no-console",
-        dest="notify_console",
+        text="do not print alerts on stdout when URLs are set (CW_NOTIFY_CONSOLE=false)",
         action="store_const",
         const=False,
-        help="do not print alerts on stdout when URLs are set [CW_NOTIFY_CONSOLE=false]",
     )
-    p.add_argument(
-        "--state",
-        dest="notify_state",
-        help="delivered-ids file [CW_NOTIFY_STATE, default .cache/notifier/delivered.sqlite]",
-    )
-    p.add_argument(
-        "--http-port", dest="http_port", type=int, help="metrics/health port, -1 off [CW_HTTP_PORT, default 9103]"
-    )
-    p.add_argument(
-        "--stop-when-idle",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="exit once no alert arrived for this long (for batch runs; default: run until stopped)",
-    )
+    add_setting(p, settings, "notify_state", "--state")
+    add_setting(p, settings, "http_port", type=int)
+    add_stop_when_idle(p, "alert")
     p.add_argument(
         "--send-test",
         action="store_true",
         help="send one sample notification to every target, report each result, and exit (no Kafka)",
     )
-    p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR [CW_LOG_LEVEL, default INFO]")
+    add_log_level(p)
     return p
 
 

@@ -25,11 +25,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from crypto_watcher.config import NotifierSettings
 from crypto_watcher.health import Heartbeat
-from crypto_watcher.kafka import KAFKA_LOG
+from crypto_watcher.kafka import client_config
 from crypto_watcher.messages import Alert, MessageError
+from crypto_watcher.retry import Backoff
+from crypto_watcher.times import ms_to_s
 from notifier import metrics
-from notifier.settings import NotifierSettings
 from notifier.store import DeliveredStore
 from notifier.targets import Target, describe
 from notifier.text import render
@@ -61,19 +63,6 @@ class Stats:
     abandoned: int = 0
 
 
-@dataclass
-class Backoff:
-    """Exponential, with jitter so that several notifiers (or a recovering service) don't retry in step."""
-
-    min_s: float
-    max_s: float
-    rng: random.Random = field(default_factory=random.Random)
-
-    def delay(self, attempt: int) -> float:
-        ceiling = min(self.max_s, self.min_s * 2 ** min(attempt - 1, 60))
-        return self.rng.uniform(ceiling / 2, ceiling)
-
-
 class Notifier:
     def __init__(
         self,
@@ -92,22 +81,25 @@ class Notifier:
         self.store = store or DeliveredStore(settings.notify_state, settings.notify_retention)
         self.stats = Stats()
         self.backoff = Backoff(
-            settings.notify_min_backoff / 1000, settings.notify_max_backoff / 1000, rng or random.Random()
+            base_s=ms_to_s(settings.notify_min_backoff),
+            max_s=ms_to_s(settings.notify_max_backoff),
+            rng=rng or random.Random(),
         )
         # The loop beats between targets, so the longest silence is one target's delivery timeout.
-        self.heartbeat = Heartbeat(max(60.0, settings.notify_timeout / 1000 + 30.0))
+        self.heartbeat = Heartbeat(max(60.0, ms_to_s(settings.notify_timeout) + 30.0))
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "logger": KAFKA_LOG,
-                "group.id": settings.notify_group,
-                "client.id": "crypto-notifier",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                # Notice an alerts topic created after we started within half a minute (default: five).
-                "topic.metadata.refresh.interval.ms": 30_000,
-            }
+            client_config(
+                settings.kafka_bootstrap,
+                {
+                    "group.id": settings.notify_group,
+                    "client.id": "crypto-notifier",
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "auto.offset.reset": "earliest",
+                    # Notice an alerts topic created after we started within half a minute (default: five).
+                    "topic.metadata.refresh.interval.ms": 30_000,
+                },
+            )
         )
         self._assigned: set[tuple[str, int]] = set()
         self._assigned_once = False

@@ -20,8 +20,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import apprise
 from apprise.manager_plugins import NotificationManager
 
-from crypto_watcher.config import ConfigError
-from notifier.settings import NotifierSettings
+from crypto_watcher.config import ConfigError, NotifierSettings
+from crypto_watcher.times import ms_to_s
 from notifier.text import Notification
 
 # apprise's notify_type picks colours and icons in chat services.
@@ -157,7 +157,7 @@ def build_targets(settings: NotifierSettings) -> list[Target]:
             problems.append(f"{where}: unknown apprise scheme '{scheme}://'")
         else:
             try:
-                targets.append(AppriseTarget(url, settings.notify_timeout / 1000))
+                targets.append(AppriseTarget(url, ms_to_s(settings.notify_timeout)))
             except ValueError:
                 problems.append(
                     f"{where} ({scheme}://): apprise cannot use it (a missing or malformed token, id or address; "

@@ -6,11 +6,12 @@ or re-sent notification reads exactly like the first one.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from crypto_watcher.messages import Alert
+from crypto_watcher.money import money
+from crypto_watcher.times import ms_to_s
 
 # What the reference price is for the rules that measure from a window extreme (processor rules).
 _REFERENCE = {"drop": "window high", "spike": "window low"}
@@ -29,17 +30,7 @@ class Notification:
 def iso_utc(ms: int) -> str:
     """``2026-01-01T00:00:00Z``; milliseconds only when the time has them."""
     spec = "seconds" if ms % 1000 == 0 else "milliseconds"
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec=spec).replace("+00:00", "Z")
-
-
-def amount(value: float, currency: str) -> str:
-    """``56,983.10 USD``; prices below 1 keep four significant digits (``0.001234 USD``)."""
-    if value >= 1:
-        text = f"{value:,.2f}"
-    else:
-        decimals = max(2, 3 - math.floor(math.log10(value)))
-        text = f"{value:.{decimals}f}"
-    return f"{text} {currency.upper()}"
+    return datetime.fromtimestamp(ms_to_s(ms), UTC).isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 def _one_line(text: str) -> str:
@@ -63,8 +54,8 @@ def render(alert: Alert) -> Notification:
     change = f"{alert.change_pct:+.2f}%"
     reference = _REFERENCE.get(alert.rule, "reference")
     when = iso_utc(alert.event_time)
-    price = amount(alert.price, alert.vs)
-    ref_price = amount(alert.reference_price, alert.vs)
+    price = money(alert.price, alert.vs)
+    ref_price = money(alert.reference_price, alert.vs)
     title = f"[{alert.severity.upper()}] {pair} {kind} {change} in {alert.window}"
     body = "\n".join(
         [

@@ -12,19 +12,20 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from quixstreams.checkpointing.exceptions import CheckpointConsumerCommitError
 from quixstreams.exceptions.assignment import PartitionAssignmentError
 
+from crypto_watcher.cli_help import add_bootstrap, add_log_level, add_setting, add_stop_when_idle, service_parser
 from crypto_watcher.config import ConfigError, ProcessorSettings, load_settings
-from crypto_watcher.durations import format_duration
+from crypto_watcher.durations import format_duration, parse_duration_ms
 from crypto_watcher.health import CachedCheck, kafka_reachable, serve
 from crypto_watcher.logs import setup_logging
 from crypto_watcher.times import TIME_HELP, glue_time_values, time_arg
 from processor import metrics
 from processor.app import Pipeline, build_pipeline
-from processor.metrics import LagMonitor, seconds_since_progress
+from processor.metrics import PROGRESS, LagMonitor
 from processor.replay import WARMUP_RESIDUAL
 from processor.rules import RulesError
 
@@ -32,12 +33,15 @@ log = logging.getLogger("processor")
 
 LIVENESS_DEADLINE_S = 120.0
 
+REPLAY_ALERTS_TOPIC = "crypto.alerts.replay"
+"""Where a replay's alerts go unless --alerts-topic says otherwise: no one is notified twice."""
+
 EPILOG = """\
 Every option can also be set by its environment variable (shown in brackets); flags win.
 Examples:
   crypto-processor                                    # local Kafka + InfluxDB 1.x, defaults
   crypto-processor --rules rules.yaml                 # alert rules with per-coin overrides
-  crypto-processor --windows 5m,15m,1h --drop-pct 4 --cooldown 30m
+  crypto-processor --windows 15m,4h --drop-pct 4 --cooldown 30m
   CW_INFLUX_API=v2 CW_INFLUX_URL=http://influxdb:8086 CW_INFLUX_TOKEN=... CW_INFLUX_ORG=crypto crypto-processor
   crypto-processor replay --from 2026-01-01 --to 2026-01-08 --influx-db crypto_whatif --rules new-rules.yaml
   CW_INFLUX_API=v2 ... crypto-processor replay --from 2026-01-01 --to 2026-01-08 --influx-bucket crypto_whatif
@@ -94,43 +98,44 @@ Examples:
 
 
 def _common(p: argparse.ArgumentParser, replay: bool = False, alerts: bool = True) -> None:
-    add = p.add_argument
-    add(
-        "--bootstrap",
-        dest="kafka_bootstrap",
-        help="Kafka bootstrap servers [CW_KAFKA_BOOTSTRAP, default 127.0.0.1:9092]",
+    settings = ProcessorSettings
+    add_bootstrap(p)
+    add_setting(p, settings, "consumer_group", "--group")
+    add_setting(p, settings, "ticks_topic")
+    if alerts and replay:
+        add_setting(
+            p, settings, "alerts_topic", help=f"alerts topic (default {REPLAY_ALERTS_TOPIC}, not CW_ALERTS_TOPIC)"
+        )
+    elif alerts:  # the scorecard publishes no alert
+        add_setting(p, settings, "alerts_topic")
+    add_setting(
+        p, settings, "rules_file", "--rules", text="Alert rules YAML (defaults + per-coin overrides; see README)."
     )
-    add("--group", dest="consumer_group", help="consumer group [CW_CONSUMER_GROUP, default crypto-processor]")
-    add("--ticks-topic", dest="ticks_topic", help="input topic [CW_TICKS_TOPIC, default crypto.ticks]")
-    if alerts:  # the scorecard publishes no alert
-        add("--alerts-topic", dest="alerts_topic", help="alerts topic [CW_ALERTS_TOPIC, default crypto.alerts]")
-    add("--rules", dest="rules_file", help="alert rules YAML file [CW_RULES_FILE, default: none]")
-    add("--windows", help="windows for percent change [CW_WINDOWS, default 5m,15m,1h]")
-    add("--candle-interval", dest="candle_interval", help="candle length [CW_CANDLE_INTERVAL, default 1m]")
-    add("--drop-pct", dest="drop_pct", type=float, help="drop threshold in %% [CW_DROP_PCT, default 5]")
-    add("--spike-pct", dest="spike_pct", type=float, help="spike threshold in %% [CW_SPIKE_PCT, default 5]")
-    add("--cooldown", help="quiet time after an alert, e.g. 15m [CW_COOLDOWN, default 15m]")
-    add("--grace", help="how late a tick may arrive, e.g. 60s [CW_GRACE, default 60s]")
-    add("--influx-api", dest="influx_api", choices=["v1", "v2"], help="InfluxDB API [CW_INFLUX_API, default v1]")
-    add("--influx-url", dest="influx_url", help="InfluxDB URL [CW_INFLUX_URL, default http://127.0.0.1:8086]")
+    add_setting(p, settings, "windows")
+    add_setting(p, settings, "candle_interval")
+    add_setting(p, settings, "drop_pct", type=float)
+    add_setting(p, settings, "spike_pct", type=float)
+    for name in ("cooldown", "grace", "influx_api", "influx_url"):
+        add_setting(p, settings, name)
     if replay:
-        add("--influx-db", dest="influx_db", help="v1: database to write, not the live CW_INFLUX_DB (see --into-live)")
-        add(
-            "--influx-bucket",
-            dest="influx_bucket",
+        add_setting(p, settings, "influx_db", help="v1: database to write, not the live CW_INFLUX_DB (see --into-live)")
+        add_setting(
+            p,
+            settings,
+            "influx_bucket",
             help="v2: bucket to write (created if missing), not the live CW_INFLUX_BUCKET (see --into-live)",
         )
-        add(
+        p.add_argument(
             "--into-live",
             dest="into_live",
             action="store_true",
             help="allow writing into the live database/bucket (CW_INFLUX_DB / CW_INFLUX_BUCKET)",
         )
     else:
-        add("--influx-db", dest="influx_db", help="v1 database [CW_INFLUX_DB, default crypto]")
-        add("--influx-bucket", dest="influx_bucket", help="v2 bucket [CW_INFLUX_BUCKET, default crypto]")
-    add("--state-dir", dest="state_dir", help="local state folder [CW_STATE_DIR, default .cache/state]")
-    add("--log-level", help="DEBUG, INFO, WARNING, ERROR [CW_LOG_LEVEL, default INFO]")
+        add_setting(p, settings, "influx_db")
+        add_setting(p, settings, "influx_bucket")
+    add_setting(p, settings, "state_dir")
+    add_log_level(p)
 
 
 def _time_flags(p: argparse.ArgumentParser) -> None:
@@ -143,12 +148,7 @@ def _time_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="crypto-processor",
-        description=__doc__,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = service_parser("crypto-processor", __doc__, EPILOG)
     sub = p.add_subparsers(dest="command", metavar="{run,replay,scorecard}")
     run = sub.add_parser(
         "run",
@@ -157,16 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(run)
-    run.add_argument(
-        "--http-port", dest="http_port", type=int, help="metrics/health port, -1 off [CW_HTTP_PORT, default 9102]"
-    )
-    run.add_argument(
-        "--stop-when-idle",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="exit once no tick arrived for this long (default: run until stopped)",
-    )
+    add_setting(run, ProcessorSettings, "http_port", type=int)
+    add_stop_when_idle(run, "tick")
     replay = sub.add_parser(
         "replay",
         help="re-run a time range of the ticks topic, then exit",
@@ -263,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Stuck = work is waiting (lag), nothing was processed for two minutes, and not because
         # InfluxDB is away (then backpressure pauses consumption on purpose; readiness says so).
         waiting = lag.total is not None and lag.total > 0
-        return not waiting or seconds_since_progress() < LIVENESS_DEADLINE_S or not influx_ok()
+        return not waiting or PROGRESS.silent_for() < LIVENESS_DEADLINE_S or not influx_ok()
 
     server = serve(settings.http_host, settings.http_port, live, lambda: kafka_ok() and influx_ok())
     try:
@@ -311,36 +303,46 @@ def _run_rejoining(settings: ProcessorSettings, current: list[Pipeline], stop_wh
             current[0] = build_pipeline(settings)
 
 
+def _batch_settings(
+    args: argparse.Namespace,
+    flags: dict[str, object],
+    command: str,
+    doing: str,
+    extra: Callable[[ProcessorSettings], dict[str, object]],
+) -> ProcessorSettings:
+    """A replay's or scorecard's settings: the live ones with its own target, group and state folder.
+
+    The live settings are the environment and the other flags without the run's own target; the
+    target may be the live database only with --into-live (``choose_target``)."""
+    from processor.replay_target import choose_target
+
+    live = {k: v for k, v in flags.items() if k not in ("influx_db", "influx_bucket")}
+    base = load_settings(ProcessorSettings, live)
+    target = choose_target(base, args.influx_db, args.influx_bucket, args.into_live)
+    if target.live:
+        log.warning("%s into the live %s %r (--into-live)", doing, target.kind, target.name)
+    group = args.consumer_group or f"{base.consumer_group}-{command}-{args.from_time}-{args.to_time}-{int(time.time())}"
+    own = {"consumer_group": group, "state_dir": args.state_dir or f".cache/{command}/{group}", "commit_interval": 1000}
+    return load_settings(ProcessorSettings, {**live, **target.settings, **own, **extra(base)})
+
+
+def _refused(command: str, exc: BaseException) -> int:
+    print(f"crypto-processor {command}: {exc}", file=sys.stderr)
+    return 2
+
+
 def _replay(args: argparse.Namespace, flags: dict[str, object]) -> int:
-    from processor.replay import choose_target, replay
+    from processor.replay import replay
 
     try:
-        from_ms, to_ms = args.from_time, args.to_time
-        # The live settings: the environment (and the other flags) without the replay's own target.
-        live = {k: v for k, v in flags.items() if k not in ("influx_db", "influx_bucket")}
-        base = load_settings(ProcessorSettings, live)
-        target = choose_target(base, args.influx_db, args.influx_bucket, args.into_live)
-        if target.live:
-            log.warning("replaying into the live %s %r (--into-live)", target.kind, target.name)
-        group = args.consumer_group or f"{base.consumer_group}-replay-{from_ms}-{to_ms}-{int(time.time())}"
-        flags = {
-            **live,
-            **target.settings,
-            "consumer_group": group,
-            "alerts_topic": args.alerts_topic or "crypto.alerts.replay",
-            "state_dir": args.state_dir or f".cache/replay/{group}",
-            "commit_interval": 1000,
-        }
-        settings = load_settings(ProcessorSettings, flags)
-        pipeline, span = replay(
-            settings, from_ms, to_ms, show_progress=not args.no_progress, residual=args.warmup_residual
+        settings = _batch_settings(
+            args, flags, "replay", "replaying", lambda _: {"alerts_topic": args.alerts_topic or REPLAY_ALERTS_TOPIC}
         )
-    except (ConfigError, RulesError) as exc:
-        print(f"crypto-processor replay: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"crypto-processor replay: {exc}", file=sys.stderr)
-        return 2
+        pipeline, span = replay(
+            settings, args.from_time, args.to_time, show_progress=not args.no_progress, residual=args.warmup_residual
+        )
+    except (ConfigError, ValueError) as exc:  # RulesError is a ValueError
+        return _refused("replay", exc)
     print(
         f"replayed {span.total} ticks: {pipeline.sink.points_written} points written via "
         f"{pipeline.sink.writer.description}; alerts on {settings.alerts_topic}"
@@ -348,49 +350,25 @@ def _replay(args: argparse.Namespace, flags: dict[str, object]) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def _scorecard(args: argparse.Namespace, flags: dict[str, object]) -> int:
     """``crypto-processor scorecard``: the replay's time flags, target rule and own group; see SCORECARD_EPILOG."""
     import json
 
-    from crypto_watcher.durations import parse_duration_ms
-    from processor.replay import choose_target
     from processor.scorecard import format_table, horizons_from
     from processor.scorecard_run import run_scorecard
 
     try:
-        from_ms, to_ms = args.from_time, args.to_time
         try:
             horizons = horizons_from([parse_duration_ms(h) for h in args.horizons.split(",") if h.strip()])
         except ValueError as exc:
             raise ValueError(f"--horizons {args.horizons!r}: {exc}") from None
-        # The live settings: the environment (and the other flags) without the scorecard's own target.
-        live = {k: v for k, v in flags.items() if k not in ("influx_db", "influx_bucket")}
-        base = load_settings(ProcessorSettings, live)
-        target = choose_target(base, args.influx_db, args.influx_bucket, args.into_live)
-        if target.live:
-            log.warning("writing the scorecard into the live %s %r (--into-live)", target.kind, target.name)
-        group = args.consumer_group or f"{base.consumer_group}-scorecard-{from_ms}-{to_ms}-{int(time.time())}"
-        flags = {
-            **live,
-            **target.settings,
-            "consumer_group": group,
-            # bad ticks are in the live dead-letter topic already: the scorecard's copies go apart
-            "dlq_topic": f"{base.dlq_topic}.scorecard",
-            "state_dir": args.state_dir or f".cache/scorecard/{group}",
-            "commit_interval": 1000,
-        }
-        settings = load_settings(ProcessorSettings, flags)
-        run = run_scorecard(settings, from_ms, to_ms, horizons, show_progress=not args.no_progress)
-    except (ConfigError, RulesError) as exc:
-        print(f"crypto-processor scorecard: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"crypto-processor scorecard: {exc}", file=sys.stderr)
-        return 2
+        # bad ticks are in the live dead-letter topic already: the scorecard's copies go apart
+        settings = _batch_settings(
+            args, flags, "scorecard", "writing the scorecard", lambda base: {"dlq_topic": f"{base.dlq_topic}.scorecard"}
+        )
+        run = run_scorecard(settings, args.from_time, args.to_time, horizons, show_progress=not args.no_progress)
+    except (ConfigError, ValueError) as exc:
+        return _refused("scorecard", exc)
     if args.json:
         document = {**run.card.as_dict(), "points_written": run.points_written, "target": run.target}
         print(json.dumps(document, indent=2, allow_nan=False))
@@ -398,3 +376,7 @@ def _scorecard(args: argparse.Namespace, flags: dict[str, object]) -> int:
         print(format_table(run.card))
         print(f"\n{len(run.card.hints)} hints; {run.points_written} points written via {run.target}")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -31,15 +31,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from crypto_watcher.durations import parse_duration_ms
-
-Duration = Annotated[int, Field(gt=0)]
-
-
-def _duration(value: Any) -> Any:
-    return parse_duration_ms(value) if isinstance(value, str) else value
+from crypto_watcher.config import Percent, ProcessorSettings, WindowList, default_of
+from crypto_watcher.durations import Duration, DurationOrZero, parse_duration_ms
 
 
 class _Strict(BaseModel):
@@ -47,13 +42,11 @@ class _Strict(BaseModel):
 
 
 class MoveSettings(_Strict):
-    threshold_pct: Annotated[float, Field(gt=0, lt=100)] = 5.0
+    threshold_pct: Percent = 5.0
     windows: list[str] | None = None
     """Limit the rule to some of the configured windows (default: all)."""
     cooldown: Duration | None = None
     rearm_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.5
-
-    _d = field_validator("cooldown", mode="before")(_duration)
 
 
 class VolatilitySettings(_Strict):
@@ -63,8 +56,6 @@ class VolatilitySettings(_Strict):
     baseline: Annotated[int, Field(ge=5, le=10_000)] = 60
     min_samples: Annotated[int, Field(ge=3)] = 20
     cooldown: Duration | None = None
-
-    _d = field_validator("cooldown", mode="before")(_duration)
 
 
 class CrossoverSettings(_Strict):
@@ -92,37 +83,26 @@ class RsiSettings(_Strict):
 
 
 class RuleConfig(_Strict):
-    drop: MoveSettings | None = MoveSettings()
-    spike: MoveSettings | None = MoveSettings()
+    drop: MoveSettings | None = MoveSettings(threshold_pct=default_of(ProcessorSettings, "drop_pct"))
+    spike: MoveSettings | None = MoveSettings(threshold_pct=default_of(ProcessorSettings, "spike_pct"))
     volatility: VolatilitySettings | None = VolatilitySettings()
     crossover: CrossoverSettings | None = CrossoverSettings()
     rsi: RsiSettings | None = RsiSettings()
 
 
 class Defaults(_Strict):
-    windows: list[str] = Field(default_factory=lambda: ["5m", "15m", "1h"])
-    candle_interval: Duration = 60_000
-    grace: Annotated[int, Field(ge=0)] = 60_000
-    cooldown: Duration = 900_000
+    """What every coin gets; each default is the processor setting of the same name (CW_WINDOWS, ...)."""
+
+    windows: WindowList = Field(default_factory=lambda: default_of(ProcessorSettings, "windows"))
+    candle_interval: Duration = default_of(ProcessorSettings, "candle_interval")
+    grace: DurationOrZero = default_of(ProcessorSettings, "grace")
+    cooldown: Duration = default_of(ProcessorSettings, "cooldown")
     rules: RuleConfig = RuleConfig()
-
-    _d = field_validator("candle_interval", "grace", "cooldown", mode="before")(_duration)
-
-    @field_validator("windows")
-    @classmethod
-    def _windows(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("name at least one window")
-        for item in value:
-            parse_duration_ms(item)
-        return value
 
 
 class CoinOverride(_Strict):
     cooldown: Duration | None = None
     rules: dict[str, Any] = Field(default_factory=dict)
-
-    _d = field_validator("cooldown", mode="before")(_duration)
 
 
 class RulesFile(_Strict):
@@ -197,6 +177,20 @@ class RuleSet:
     @classmethod
     def defaults(cls, **overrides: Any) -> RuleSet:
         return cls(RulesFile.model_validate({"defaults": overrides}))
+
+    @classmethod
+    def from_settings(cls, settings: ProcessorSettings) -> RuleSet:
+        """The rules when no rules file is configured: the CW_* settings of the same names."""
+        drop = MoveSettings(threshold_pct=settings.drop_pct)
+        spike = MoveSettings(threshold_pct=settings.spike_pct)
+        defaults = Defaults(
+            windows=settings.windows,
+            candle_interval=settings.candle_interval,
+            grace=settings.grace,
+            cooldown=settings.cooldown,
+            rules=RuleConfig(drop=drop, spike=spike),
+        )
+        return cls(RulesFile(defaults=defaults))
 
 
 def _line_of(node: yaml.Node | None, path: tuple[Any, ...]) -> int | None:

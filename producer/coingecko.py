@@ -2,7 +2,7 @@
 
 Rate limits, server errors, Cloudflare HTML pages, timeouts, resets and broken JSON all reach the
 caller as a ``CoinGeckoError`` with a kind, the HTTP status and the server's Retry-After when it
-sent one. Every call first waits for its turn in the shared ``RateLimiter`` and is counted in
+sent one (``crypto_watcher.retry``). Every call first waits for its turn in the shared ``RateLimiter`` and is counted in
 ``cw_producer_api_calls_total`` / ``cw_producer_api_errors_total``. The caller decides *when* to try
 again: the poll loop with its own backoff, everything else through ``get_with_retries``.
 """
@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass
 from typing import Any
 
 import requests
 
 from crypto_watcher import __version__
 from crypto_watcher.config import Plan
+from crypto_watcher.retry import Backoff, parse_retry_after
 from producer.metrics import ProducerMetrics, default_metrics
 from producer.ratelimit import RateLimiter, Stopped, UsageLog
 
@@ -59,9 +57,6 @@ TIMEOUT = "timeout"
 CONNECTION = "connection"
 MALFORMED = "malformed"
 
-MAX_RETRY_AFTER_S = 3600.0
-"""A Retry-After is honoured up to an hour; a larger one is more likely garbage than a plan."""
-
 
 class CoinGeckoError(Exception):
     """A call that produced no usable data; ``kind`` says why, ``retry_after`` is the server's wish."""
@@ -78,25 +73,6 @@ class CoinGeckoError(Exception):
         return self.kind != HTTP_4XX or self.status in (408, 425)
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date; None if absent/garbled."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
-
-
 _COIN_PATH = re.compile(r"^/coins/(?!list$|markets$)[^/]+(/.*)?$")
 
 
@@ -107,38 +83,6 @@ def endpoint_label(path: str) -> str:
     if match:
         return "/coins/{id}" + (match.group(1) or "")
     return path
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff with full jitter; a server's Retry-After always wins.
-
-    Delays after consecutive failures are drawn from [c/2, c] with c = base * 2^(n-1) capped at
-    ``max_s``: spaced enough never to hammer a struggling server, jittered so that many clients
-    do not retry in lockstep. A Retry-After (429, 503) is honoured as given (up to an hour).
-    """
-
-    base_s: float = 1.0
-    max_s: float = 300.0
-    failures: int = 0
-    rng: random.Random = field(default_factory=random.Random)
-    last_delay: float = 0.0
-
-    def next_delay(self, retry_after: float | None = None, retryable: bool = True) -> float:
-        self.failures += 1
-        if retry_after is not None:
-            delay = min(max(retry_after, self.base_s), MAX_RETRY_AFTER_S)
-        elif not retryable:
-            delay = self.max_s
-        else:
-            ceiling = min(self.max_s, self.base_s * 2 ** min(self.failures - 1, 60))
-            delay = max(self.base_s / 2, self.rng.uniform(ceiling / 2, ceiling))
-        self.last_delay = delay
-        return delay
-
-    def reset(self) -> None:
-        self.failures = 0
-        self.last_delay = 0.0
 
 
 def describe_failure(exc: CoinGeckoError, delay: float, attempt: int) -> str:
@@ -306,7 +250,7 @@ class CoinGeckoClient:
                 RATE_LIMITED,
                 f"{path}: rate limited (429): {_error_text(body)}",
                 status,
-                _retry_after(response.headers.get("retry-after")),
+                parse_retry_after(response.headers.get("retry-after")),
             )
         if status >= 400:
             is_html = "html" in content_type or body.lstrip().startswith("<")
@@ -318,7 +262,7 @@ class CoinGeckoClient:
                 kind,
                 f"{path}: HTTP {status}{hint}: {_error_text(body) if not is_html else body[:80].strip()!r}",
                 status,
-                _retry_after(response.headers.get("retry-after")),
+                parse_retry_after(response.headers.get("retry-after")),
             )
         if "html" in content_type or body.lstrip().startswith("<"):
             raise CoinGeckoError(HTML, f"{path}: HTTP {status} but an HTML page instead of JSON", status)

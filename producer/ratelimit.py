@@ -116,12 +116,6 @@ class RateLimiter:
         with self._lock:
             self._hold_until = max(self._hold_until, self._clock() + max(0.0, seconds))
 
-    def in_window(self) -> int:
-        """Calls counted in the current window."""
-        with self._lock:
-            self._expire(self._clock())
-            return len(self._calls)
-
     def _pause(self, seconds: float) -> None:
         seconds = max(seconds, 0.001)
         self.waited_s += seconds
@@ -157,16 +151,12 @@ class UsageLog:
         self.calls = 0
         self.rate_limited = 0
         self.failed = 0
-        self.total_calls = 0
-        self.total_rate_limited = 0
 
     def record(self, ok: bool, rate_limited: bool = False) -> None:
         with self._lock:
             self.calls += 1
-            self.total_calls += 1
             if rate_limited:
                 self.rate_limited += 1
-                self.total_rate_limited += 1
             elif not ok:
                 self.failed += 1
         self.maybe_report()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from crypto_watcher.config import ConfigError, ProcessorSettings, ProducerSettings, load_settings
+from crypto_watcher.config import ConfigError, NotifierSettings, ProcessorSettings, ProducerSettings, load_settings
 from crypto_watcher.durations import format_duration, parse_duration_ms
 from crypto_watcher.reference import duration_fields
-from notifier.settings import NotifierSettings
 from processor.app import rocksdb_options
 
 
@@ -88,3 +87,26 @@ def test_every_duration_setting_reads_text_from_the_environment(model: type, mon
 def test_topic_retention_forever() -> None:
     assert load_settings(ProcessorSettings, {"topic_retention": "forever"}).topic_retention == 0
     assert load_settings(ProcessorSettings, {"topic_retention": "7d"}).topic_retention == 7 * 86_400_000
+
+
+def test_flag_help_is_the_setting_s_description_variable_and_default() -> None:
+    from crypto_watcher.cli_help import choices_of, setting_help
+
+    text = setting_help(ProcessorSettings, "windows")
+    assert text.startswith("Windows the percent change") and text.endswith("[CW_WINDOWS, default 5m,15m,1h]")
+    assert setting_help(ProcessorSettings, "cooldown", "quiet time") == "quiet time [CW_COOLDOWN, default 15m]"
+    assert setting_help(ProcessorSettings, "rules_file", "rules").endswith("[CW_RULES_FILE, default: none]")
+    assert (
+        setting_help(NotifierSettings, "notify_console", "100% quiet")
+        == "100%% quiet [CW_NOTIFY_CONSOLE, default true]"
+    )
+    assert choices_of(ProcessorSettings, "influx_api") == ["v1", "v2"]
+    assert choices_of(NotifierSettings, "notify_min_severity") == ["info", "warning", "critical"]
+    assert choices_of(ProcessorSettings, "windows") is None
+
+
+def test_window_list_and_percent_types_are_checked_where_they_are_set() -> None:
+    with pytest.raises(ConfigError, match="at least one window"):
+        load_settings(ProcessorSettings, {"windows": " , "})
+    with pytest.raises(ConfigError, match="--spike-pct"):
+        load_settings(ProcessorSettings, {"spike_pct": 150})

@@ -28,12 +28,12 @@ from prometheus_client import REGISTRY
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from crypto_watcher.config import ConfigError, load_settings
+from crypto_watcher.config import ConfigError, NotifierSettings, load_settings, split_urls
 from crypto_watcher.kafka import ensure_topic
 from crypto_watcher.messages import Alert
+from crypto_watcher.retry import Backoff
 from notifier.cli import serve_endpoints
-from notifier.service import Backoff, Notifier, Stats
-from notifier.settings import NotifierSettings, split_urls
+from notifier.service import Notifier, Stats
 from notifier.store import DeliveredStore
 from notifier.targets import AppriseTarget, ConsoleTarget, build_targets
 from notifier.text import render
@@ -540,7 +540,7 @@ def test_store_remembers_ids_and_forgets_them_after_the_retention(tmp_path: Path
 
 
 def test_backoff_doubles_with_jitter_up_to_the_maximum() -> None:
-    backoff = Backoff(min_s=1.0, max_s=30.0, rng=random.Random(1))
+    backoff = Backoff(base_s=1.0, max_s=30.0, rng=random.Random(1))
     delays = [backoff.delay(n) for n in range(1, 12)]
     ceilings = [min(30.0, 2.0 ** (n - 1)) for n in range(1, 12)]
     assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))

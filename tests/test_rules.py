@@ -89,3 +89,16 @@ def test_shipped_example_rules_file_is_valid() -> None:
     rules = load_rules(Path(__file__).resolve().parent.parent / "config" / "rules.example.yaml")
     tether = rules.for_coin("tether")
     assert tether.crossover is None and tether.drop is not None and tether.drop.threshold_pct == 1
+
+
+def test_rules_without_a_file_are_the_processor_settings() -> None:
+    from crypto_watcher.config import ProcessorSettings, load_settings
+    from processor.rules import RuleSet
+
+    assert RuleSet.from_settings(load_settings(ProcessorSettings)).spec == RuleSet.defaults().spec
+    flags = {"windows": "1m,2h", "drop_pct": 3, "spike_pct": 7, "cooldown": "30m", "grace": "5s"}
+    rules = RuleSet.from_settings(load_settings(ProcessorSettings, flags))
+    drop, spike = rules.for_coin("bitcoin").drop, rules.for_coin("bitcoin").spike
+    assert rules.windows == ["1m", "2h"] and rules.window_ms == [60_000, 7_200_000] and rules.grace == 5_000
+    assert drop is not None and spike is not None and (drop.threshold_pct, spike.threshold_pct) == (3, 7)
+    assert rules.cooldown("bitcoin", None) == 1_800_000
