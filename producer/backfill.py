@@ -35,15 +35,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from producer.coingecko import Backoff, CoinGeckoClient, CoinGeckoError
+from crypto_watcher.config import ConfigError, ProducerSettings
+from crypto_watcher.messages import Tick
+from crypto_watcher.retry import Backoff
+from crypto_watcher.times import ms_to_s
+from producer.coingecko import CoinGeckoClient, CoinGeckoError
 from producer.metrics import ProducerMetrics, default_metrics
 from producer.publisher import TickPublisher
-from producer.quotes import parse_market_chart
+from producer.quotes import ParsedQuotes, parse_market_chart
 from producer.ratelimit import Stopped
+from producer.sources import make_client, resolve_coins
+from producer.topics import ensure_ticks_topic, log_retention
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +141,17 @@ class Checkpoint:
 
 @dataclass
 class BackfillReport:
-    chunks: int = 0
-    done_before: int = 0
+    """What a backfill did, chunk by chunk; ``complete`` decides the exit status."""
+
+    chunks: int
+    """Chunks the range needs, done or not: the progress bar's total."""
+    done_before: int
+    """Chunks an earlier run recorded in the checkpoint: not asked for again."""
     done: int = 0
     ticks: int = 0
     skipped_points: int = 0
     failed: list[tuple[Chunk, str]] = field(default_factory=list)
+    """Chunks CoinGecko refused, with why; the next run asks for them again."""
     stopped: bool = False
 
     @property
@@ -171,7 +183,6 @@ def run_backfill(
     chunks = [c for coin in coins for vs in vs_currencies for c in plan_chunks(coin, vs, start, end, granularity)]
     todo = [c for c in chunks if not checkpoint.done(c.key)]
     report = BackfillReport(chunks=len(chunks), done_before=len(chunks) - len(todo))
-    budget = client.limiter.describe() if client.limiter is not None else "unlimited"
     log.info(
         "backfill %s: %d chunks (%d coins x %d currencies), %d already done; %d calls within the %s budget",
         granularity,
@@ -180,7 +191,7 @@ def run_backfill(
         len(vs_currencies),
         report.done_before,
         len(todo),
-        budget,
+        client.limiter.describe() if client.limiter is not None else "unlimited",
     )
     with (
         logging_redirect_tqdm(),
@@ -190,16 +201,8 @@ def run_backfill(
             if stop.is_set():
                 report.stopped = True
                 break
-            params = {
-                "vs_currency": chunk.vs,
-                "from": str(chunk.query_from),
-                "to": str(chunk.query_to),
-                "precision": "full",
-            }
             try:
-                payload = client.get_with_retries(
-                    f"coins/{chunk.coin}/market_chart/range", params, backoff=backoff, stop=stop, wait=wait
-                )
+                payload = _fetch(client, chunk, stop, backoff, wait)
             except Stopped:
                 report.stopped = True
                 break
@@ -208,28 +211,124 @@ def run_backfill(
                 report.failed.append((chunk, str(exc)))
                 bar.update(1)
                 continue
-            parsed = parse_market_chart(
-                payload,
-                chunk.coin,
-                chunk.vs,
-                int(clock() * 1000),
-                start_ms=chunk.start * 1000,
-                end_ms=chunk.end * 1000,
-                symbol=(symbols or {}).get(chunk.coin),
-            )
-            for problem in parsed.problems:
-                log.warning("%s", problem)
-                metrics.records_skipped.labels(reason=problem.reason).inc()
+            parsed = _chunk_ticks(payload, chunk, int(clock() * 1000), (symbols or {}).get(chunk.coin), metrics)
             report.skipped_points += len(parsed.problems)
-            for tick in parsed.ticks:
-                publisher.publish(tick)
-            # The chunk is done only once Kafka has acknowledged every one of its ticks.
-            if publisher.drain(str(chunk), stop):
+            if not _deliver(publisher, chunk, parsed.ticks, checkpoint, stop):
                 report.stopped = True
                 break
-            checkpoint.mark(chunk.key)
             report.done += 1
             report.ticks += len(parsed.ticks)
             bar.update(1)
             bar.set_postfix(ticks=report.ticks)
     return report
+
+
+def _fetch(
+    client: CoinGeckoClient,
+    chunk: Chunk,
+    stop: threading.Event,
+    backoff: Backoff | None,
+    wait: Callable[[float], bool] | None,
+) -> Any:
+    """One chunk's answer, retried through transient failures; CoinGeckoError when it is refused."""
+    params = {
+        "vs_currency": chunk.vs,
+        "from": str(chunk.query_from),
+        "to": str(chunk.query_to),
+        "precision": "full",
+    }
+    return client.get_with_retries(
+        f"coins/{chunk.coin}/market_chart/range", params, backoff=backoff, stop=stop, wait=wait
+    )
+
+
+def _chunk_ticks(
+    payload: Any, chunk: Chunk, fetch_time_ms: int, symbol: str | None, metrics: ProducerMetrics
+) -> ParsedQuotes:
+    """The chunk's own ticks (points outside it dropped); each bad point logged and counted."""
+    parsed = parse_market_chart(
+        payload,
+        chunk.coin,
+        chunk.vs,
+        fetch_time_ms,
+        start_ms=chunk.start * 1000,
+        end_ms=chunk.end * 1000,
+        symbol=symbol,
+    )
+    for problem in parsed.problems:
+        log.warning("%s", problem)
+        metrics.records_skipped.labels(reason=problem.reason).inc()
+    return parsed
+
+
+def _deliver(
+    publisher: TickPublisher, chunk: Chunk, ticks: list[Tick], checkpoint: Checkpoint, stop: threading.Event
+) -> bool:
+    """Publish a chunk and record it in the checkpoint once Kafka has acknowledged every one of its
+    ticks, never before (a resumed run must not skip a chunk that was lost); False when stopped first."""
+    for tick in ticks:
+        publisher.publish(tick)
+    if publisher.drain(str(chunk), stop):
+        return False
+    checkpoint.mark(chunk.key)
+    return True
+
+
+def backfill(
+    settings: ProducerSettings,
+    start: int,
+    end: int,
+    granularity: str,
+    stop: threading.Event,
+    *,
+    restart: bool = False,
+    progress: bool = True,
+) -> int:
+    """The ``backfill`` command from settings on: 0 when every chunk of [start, end) is in Kafka.
+
+    ConfigError (a refused key, unknown coins, an unreadable checkpoint) propagates: the caller
+    says why and exits 2. Stopped before the first chunk, or with chunks left: 1."""
+    try:
+        setup = make_client(settings, stop)
+        coins, symbols = resolve_coins(settings, setup.client, stop)
+        checkpoint = Checkpoint(
+            Checkpoint.for_run(settings.coingecko_cache_dir, settings.ticks_topic, setup.client.base_url)
+        )
+    except ValueError as exc:  # an unreadable checkpoint file
+        raise ConfigError(str(exc)) from None
+    except Stopped:
+        return 1
+    if restart:
+        checkpoint.clear()
+    ensure_ticks_topic(settings)
+    log_retention(settings)
+    publisher = TickPublisher(settings.kafka_bootstrap, settings.ticks_topic, stop=stop)
+    report = run_backfill(
+        setup.client,
+        publisher,
+        coins,
+        settings.vs_currencies,
+        start,
+        end,
+        granularity,
+        checkpoint,
+        stop=stop,
+        symbols=symbols,
+        backoff=Backoff(max_s=ms_to_s(settings.max_backoff)),
+        progress=progress,
+    )
+    remaining = publisher.flush(30.0)
+    log.info(
+        "backfill %s: %d ticks in %d chunks, %d chunks done before, %d failed, %d bad points skipped; checkpoint %s",
+        "complete" if report.complete and not remaining else "incomplete",
+        report.ticks,
+        report.done,
+        report.done_before,
+        len(report.failed),
+        report.skipped_points,
+        checkpoint.path,
+    )
+    if not report.complete or remaining:
+        log.warning("run the same command again to continue with the chunks not done")
+        return 1
+    return 0

@@ -18,6 +18,14 @@ ERROR_KINDS = ("rate_limited", "http_5xx", "http_4xx", "html", "timeout", "conne
 SKIP_REASONS = ("bad_value", "missing_field", "unknown_id", "unchanged")
 
 
+def _counter_by(name: str, doc: str, label: str, known: tuple[str, ...], registry: CollectorRegistry) -> Counter:
+    """A counter with one label whose ``known`` values exist at zero from the start (see above)."""
+    counter = Counter(name, doc, [label], registry=registry)
+    for value in known:
+        counter.labels(value)
+    return counter
+
+
 class ProducerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else REGISTRY
@@ -28,11 +36,12 @@ class ProducerMetrics:
             ["endpoint", "status"],
             registry=r,
         )
-        self.api_errors = Counter(
+        self.api_errors = _counter_by(
             "cw_producer_api_errors",
             "Failed CoinGecko calls, by kind: rate_limited, http_5xx, http_4xx, html, timeout, connection, malformed.",
-            ["kind"],
-            registry=r,
+            "kind",
+            ERROR_KINDS,
+            r,
         )
         self.ticks_published = Counter(
             "cw_producer_ticks_published", "Ticks delivered to Kafka (delivery report OK).", registry=r
@@ -45,11 +54,12 @@ class ProducerMetrics:
             "Fatal Kafka producer errors recovered from: a new producer re-sent every unacknowledged tick.",
             registry=r,
         )
-        self.records_skipped = Counter(
+        self.records_skipped = _counter_by(
             "cw_producer_records_skipped",
             "Quotes not published, by reason: bad_value, missing_field, unknown_id, unchanged.",
-            ["reason"],
-            registry=r,
+            "reason",
+            SKIP_REASONS,
+            r,
         )
         self.skipped_pairs = Gauge(
             "cw_producer_skipped_pairs",
@@ -65,10 +75,6 @@ class ProducerMetrics:
         self.last_poll = Gauge(
             "cw_producer_last_poll_timestamp_seconds", "Wall time of the last successful poll.", registry=r
         )
-        for kind in ERROR_KINDS:
-            self.api_errors.labels(kind=kind)
-        for reason in SKIP_REASONS:
-            self.records_skipped.labels(reason=reason)
 
 
 _default: ProducerMetrics | None = None

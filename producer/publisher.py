@@ -30,7 +30,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from crypto_watcher.kafka import KAFKA_LOG
+from crypto_watcher.kafka import client_config
 from crypto_watcher.messages import Tick
 from producer.metrics import ProducerMetrics, default_metrics
 
@@ -47,15 +47,12 @@ class TickPublisher:
         bootstrap: str,
         topic: str,
         extra_config: dict[str, Any] | None = None,
-        on_delivered: Callable[[Tick], None] | None = None,
         *,
         metrics: ProducerMetrics | None = None,
         stop: threading.Event | None = None,
         on_blocked: Callable[[], None] | None = None,
     ) -> None:
-        config: dict[str, Any] = {
-            "bootstrap.servers": bootstrap,
-            "logger": KAFKA_LOG,
+        own: dict[str, Any] = {
             "enable.idempotence": True,
             "enable.gapless.guarantee": True,
             "acks": "all",
@@ -66,7 +63,7 @@ class TickPublisher:
             "client.id": "crypto-producer",
             "error_cb": self._on_error,
         }
-        config.update(extra_config or {})
+        config = client_config(bootstrap, {**own, **(extra_config or {})})
         self.topic = topic
         self.delivered = 0
         self.failed = 0
@@ -75,7 +72,6 @@ class TickPublisher:
         self.recoveries = 0
         """Fatal producer errors recovered from by a new producer re-sending what was unacknowledged."""
         self.metrics = metrics or default_metrics()
-        self._on_delivered = on_delivered
         self._stop = stop
         self._on_blocked = on_blocked
         self._config = config
@@ -152,8 +148,6 @@ class TickPublisher:
                     time.monotonic() - self._broker_down_since,
                 )
                 self._broker_down_since = None
-            if self._on_delivered is not None:
-                self._on_delivered(tick)
 
         value = tick.to_json()
         warned = False

@@ -171,6 +171,26 @@ def _pairs(value: Any) -> list[tuple[int, Any]] | None:
     return out
 
 
+CHART_EXTRAS = (("market_cap", "market_caps"), ("volume_24h", "total_volumes"))
+"""Tick field <- the market_chart series joined to ``prices`` by timestamp."""
+
+
+def _chart_figures(series: Any) -> dict[int, float]:
+    """A market_chart series as timestamp -> figure, its bad points dropped: they are optional
+    figures, and a tick without one is still a good tick."""
+    figures: dict[int, float] = {}
+    for ts, raw in _pairs(series) or []:
+        number = _number(raw)
+        if ts > 0 and number is not None and number >= 0:
+            figures[ts] = number
+    return figures
+
+
+def _within(ts: int, start_ms: int | None, end_ms: int | None) -> bool:
+    """``ts`` in [start_ms, end_ms), either end open when None."""
+    return (start_ms is None or ts >= start_ms) and (end_ms is None or ts < end_ms)
+
+
 def parse_market_chart(
     payload: Any,
     coin: str,
@@ -197,19 +217,13 @@ def parse_market_chart(
     if prices is None:
         result.problems.append(Problem(MISSING_FIELD, coin, vs, "field prices is missing or not a list"))
         return result
-    extras: dict[str, dict[int, float]] = {}
-    for name, field in (("market_cap", "market_caps"), ("volume_24h", "total_volumes")):
-        extras[name] = {}
-        for ts, raw in _pairs(payload.get(field)) or []:
-            number = _number(raw)
-            if ts > 0 and number is not None and number >= 0:
-                extras[name][ts] = number
+    extras = {name: _chart_figures(payload.get(field)) for name, field in CHART_EXTRAS}
     by_time: dict[int, Tick] = {}
     for i, (ts, raw) in enumerate(prices):
         if ts < 0:
             result.problems.append(Problem(BAD_VALUE, coin, vs, f"field prices[{i}] has bad value {raw!r:.60}"))
             continue
-        if (start_ms is not None and ts < start_ms) or (end_ms is not None and ts >= end_ms):
+        if not _within(ts, start_ms, end_ms):
             continue
         price = _number(raw)
         if price is None or price <= 0:

@@ -153,6 +153,43 @@ def _listing(coins: list[CoinRef], caps: dict[str, float] | None, vs: str, limit
     return shown + more
 
 
+class _Index:
+    """``/coins/list`` looked up by id, by symbol and by name (case-insensitive)."""
+
+    def __init__(self, coins: list[CoinRef]) -> None:
+        self.by_id = {c.id: c for c in coins}
+        self.by_symbol: dict[str, list[CoinRef]] = {}
+        self.by_name: dict[str, list[CoinRef]] = {}
+        for c in coins:
+            self.by_symbol.setdefault(c.symbol.lower(), []).append(c)
+            self.by_name.setdefault(c.name.lower(), []).append(c)
+
+    def candidates(self, key: str) -> list[CoinRef]:
+        """Coins whose symbol or name is ``key``, each once (Bitcoin's symbol and name both match)."""
+        return list({c.id: c for c in self.by_symbol.get(key, []) + self.by_name.get(key, [])}.values())
+
+    def unknown(self, text: str) -> str:
+        """The error for an input nothing matches, with close matches: usually a typo."""
+        close = difflib.get_close_matches(text.lower(), [*self.by_id, *self.by_symbol, *self.by_name], n=5, cutoff=0.75)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        return f"unknown coin {text!r}: not a CoinGecko id, symbol or name{hint}"
+
+
+def _largest(text: str, cands: list[CoinRef], caps: dict[str, float], vs: str) -> tuple[CoinRef | None, str]:
+    """The candidate that dominates by market cap, with the note saying so; else None and the error
+    listing every candidate (a near tie is the user's to settle by writing the id)."""
+    ranked = sorted(cands, key=lambda c: -caps.get(c.id, 0.0))
+    top = caps.get(ranked[0].id, 0.0)
+    runner_up = caps.get(ranked[1].id, 0.0)
+    if top > 0 and top >= DOMINANCE * runner_up:
+        others = ", ".join(c.id for c in ranked[1:4]) + (" ..." if len(ranked) > 4 else "")
+        return ranked[0], f"{text!r} -> {ranked[0].id} (largest by market cap; also matches {others})"
+    return None, (
+        f"ambiguous coin {text!r} matches {len(cands)} coins: {_listing(ranked, caps, vs)}; "
+        "write the CoinGecko id instead"
+    )
+
+
 def resolve(
     inputs: Iterable[str],
     coins: list[CoinRef],
@@ -160,13 +197,7 @@ def resolve(
     vs: str = "usd",
 ) -> Resolution:
     """Ids for ``inputs`` (order kept, duplicates dropped); ResolveError naming every bad input."""
-    by_id = {c.id: c for c in coins}
-    by_symbol: dict[str, list[CoinRef]] = {}
-    by_name: dict[str, list[CoinRef]] = {}
-    for c in coins:
-        by_symbol.setdefault(c.symbol.lower(), []).append(c)
-        by_name.setdefault(c.name.lower(), []).append(c)
-
+    index = _Index(coins)
     wanted = [i.strip() for i in inputs if i.strip()]
     chosen: dict[str, CoinRef] = {}
     notes: dict[str, str] = {}
@@ -174,38 +205,30 @@ def resolve(
     errors: list[str] = []
     for text in wanted:
         key = text.lower()
-        if key in by_id:
-            chosen[text] = by_id[key]
-            continue
-        candidates = list({c.id: c for c in by_symbol.get(key, []) + by_name.get(key, [])}.values())
+        candidates = [index.by_id[key]] if key in index.by_id else index.candidates(key)
         if len(candidates) == 1:
             chosen[text] = candidates[0]
         elif candidates:
             ambiguous[text] = candidates
         else:
-            close = difflib.get_close_matches(key, [*by_id, *by_symbol, *by_name], n=5, cutoff=0.75)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            errors.append(f"unknown coin {text!r}: not a CoinGecko id, symbol or name{hint}")
-
+            errors.append(index.unknown(text))
     if ambiguous:
+        # One market-cap lookup for every ambiguous input together: one call, not one per input.
         all_ids = sorted({c.id for cands in ambiguous.values() for c in cands})
         caps = market_caps(all_ids) if market_caps is not None else {}
         for text, cands in ambiguous.items():
-            ranked = sorted(cands, key=lambda c: -caps.get(c.id, 0.0))
-            top = caps.get(ranked[0].id, 0.0)
-            runner_up = caps.get(ranked[1].id, 0.0)
-            if top > 0 and top >= DOMINANCE * runner_up:
-                chosen[text] = ranked[0]
-                others = ", ".join(c.id for c in ranked[1:4]) + (" ..." if len(ranked) > 4 else "")
-                notes[text] = f"{text!r} -> {ranked[0].id} (largest by market cap; also matches {others})"
+            coin, said = _largest(text, cands, caps, vs)
+            if coin is None:
+                errors.append(said)
             else:
-                errors.append(
-                    f"ambiguous coin {text!r} matches {len(cands)} coins: {_listing(ranked, caps, vs)}; "
-                    "write the CoinGecko id instead"
-                )
+                chosen[text], notes[text] = coin, said
     if errors:
         raise ResolveError("\n".join(f"  {e}" for e in errors))
+    return _resolution(wanted, chosen, notes)
 
+
+def _resolution(wanted: list[str], chosen: dict[str, CoinRef], notes: dict[str, str]) -> Resolution:
+    """The ids in the order asked, each once, with a note for every input that was not the id itself."""
     result = Resolution([])
     for text in wanted:
         coin = chosen[text]

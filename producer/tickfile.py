@@ -12,6 +12,9 @@ Every line is validated; a bad one is reported as ``FILE:LINE: what is wrong`` a
 ``speed`` scales the gaps between consecutive event times: 1 replays in real time, 60 makes an
 hour last a minute, 0 publishes as fast as Kafka takes them. Ticks are scheduled against the
 first tick's event time (no drift accumulates); a tick older than one already sent goes at once.
+
+(Not ``crypto-processor replay``, which re-runs a range of the ticks topic through the processor:
+this module only ever writes a file into the topic.)
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crypto_watcher.config import ProducerSettings
 from crypto_watcher.messages import MIN_EVENT_TIME_MS, MessageError, Tick
-from crypto_watcher.times import parse_iso_ms
+from crypto_watcher.times import ms_to_s, parse_iso_ms
 from producer.publisher import TickPublisher
+from producer.topics import ensure_ticks_topic
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +192,7 @@ def replay_file(
             started, first_event = clock(), item.event_time
         newest_event = max(newest_event, item.event_time)
         if speed > 0:
-            due = started + (newest_event - first_event) / 1000 / speed
+            due = started + ms_to_s(newest_event - first_event) / speed
             pause = due - clock()
             if pause > 0:
                 publisher.poll(0)
@@ -199,3 +204,26 @@ def replay_file(
         publisher.poll(0)
         report.published += 1
     return report
+
+
+def publish_tick_file(settings: ProducerSettings, path: Path, speed: float, stop: threading.Event, check: bool) -> int:
+    """The ``replay-file`` command from settings on (``check``: validate only, Kafka untouched).
+
+    0 only when every line was good and every tick acknowledged: a file half published must not
+    look like success to a script. ConfigError (a replication Kafka cannot meet) propagates;
+    OSError and UnicodeDecodeError when the file cannot be read, for the caller to report."""
+    publisher: TickPublisher | None = None
+    if not check:
+        ensure_ticks_topic(settings)
+        publisher = TickPublisher(settings.kafka_bootstrap, settings.ticks_topic, stop=stop)
+    report = replay_file(path, publisher, speed, stop=stop)
+    remaining = publisher.drain(str(path), stop) if publisher is not None else 0
+    log.info(
+        "%s: %d ticks %s, %d bad lines%s",
+        path,
+        report.published,
+        "valid" if publisher is None else "published",
+        report.bad_lines,
+        " (stopped early)" if report.stopped else "",
+    )
+    return 0 if report.bad_lines == 0 and remaining == 0 and not report.stopped else 1

@@ -11,12 +11,14 @@ import pytest
 from crypto_watcher.config import Plan
 from crypto_watcher.kafka import ensure_topic
 from crypto_watcher.messages import Tick
+from crypto_watcher.retry import Backoff
 from crypto_watcher.times import parse_time
 from producer.backfill import DAY, Checkpoint, plan_chunks, run_backfill
-from producer.cli import main, topic_retention_ms
-from producer.coingecko import Backoff, CoinGeckoClient
+from producer.cli import main
+from producer.coingecko import CoinGeckoClient
 from producer.publisher import TickPublisher
 from producer.quotes import parse_market_chart
+from producer.topics import topic_retention_ms
 from tests.support.coingecko import FakeCoinGecko, Fault, random_walk
 from tests.support.services import Services, read_topic
 from tests.test_producer_common import (

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from producer.coingecko import CoinGeckoClient
-from producer.service import CoinGeckoSource, Poller
+from producer.service import Poller
+from producer.sources import CoinGeckoSource
 from tests.support.coingecko import FakeCoinGecko, Fault, KnownCoin, PricePoint
 from tests.test_producer_common import T0, MemoryPublisher, fresh_metrics
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from crypto_watcher.config import ProducerSettings, load_settings
-from producer.cli import main, make_source
-from producer.service import CoinGeckoSource
+from producer.cli import main
+from producer.sources import CoinGeckoSource, make_source
 from tests.support.coingecko import FakeCoinGecko, steady
 from tests.test_producer_common import (
     T0,

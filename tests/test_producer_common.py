@@ -18,9 +18,10 @@ from prometheus_client import CollectorRegistry
 
 from crypto_watcher.kafka import ensure_topic
 from crypto_watcher.messages import Tick
-from producer.coingecko import Backoff, _retry_after, endpoint_label
+from crypto_watcher.retry import Backoff, parse_retry_after
+from producer.coingecko import endpoint_label
 from producer.metrics import ProducerMetrics
-from producer.service import MAX_URL_IDS_CHARS, chunk_ids
+from producer.sources import MAX_URL_IDS_CHARS, chunk_ids
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z, seconds
 
@@ -140,12 +141,12 @@ def test_backoff_is_exponential_with_jitter_and_retry_after_wins() -> None:
 
 
 def test_retry_after_header_forms() -> None:
-    assert _retry_after("119") == 119.0
-    assert _retry_after("") is None and _retry_after(None) is None and _retry_after("soon") is None
+    assert parse_retry_after("119") == 119.0
+    assert parse_retry_after("") is None and parse_retry_after(None) is None and parse_retry_after("soon") is None
     future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
-    value = _retry_after(future)
+    value = parse_retry_after(future)
     assert value is not None and 25 <= value <= 31
-    assert _retry_after("-5") == 0.0
+    assert parse_retry_after("-5") == 0.0
 
 
 @pytest.mark.parametrize(

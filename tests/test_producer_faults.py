@@ -15,9 +15,11 @@ from collections.abc import Iterator
 import pytest
 
 from crypto_watcher.config import Plan
-from producer.coingecko import Backoff, CoinGeckoClient
+from crypto_watcher.retry import Backoff
+from producer.coingecko import CoinGeckoClient
 from producer.metrics import ERROR_KINDS
-from producer.service import CoinGeckoSource, Poller
+from producer.service import Poller
+from producer.sources import CoinGeckoSource
 from tests.support.coingecko import BadValue, FakeCoinGecko, Fault, steady
 from tests.test_producer_common import T0, MemoryPublisher, fresh_metrics, gaps, lines, sample
 

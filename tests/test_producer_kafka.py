@@ -23,14 +23,16 @@ import pytest
 import requests
 
 from crypto_watcher.config import Plan
-from crypto_watcher.health import CachedCheck, kafka_reachable, serve
+from crypto_watcher.health import CachedCheck, Heartbeat, kafka_reachable, serve
 from crypto_watcher.messages import Tick
+from crypto_watcher.retry import Backoff
 from producer.cli import main
-from producer.coingecko import Backoff, CoinGeckoClient
+from producer.coingecko import CoinGeckoClient
 from producer.publisher import TickPublisher
-from producer.service import CoinGeckoSource, Liveness, Poller
+from producer.service import Poller
+from producer.sources import CoinGeckoSource
 from tests.support.coingecko import BadValue, FakeCoinGecko, Fault, steady
-from tests.support.faults import busy_cores
+from tests.support.faults import LOCAL_BROKER, busy_cores
 from tests.support.net import free_port
 from tests.support.services import Services, read_topic
 from tests.test_producer_common import (
@@ -79,7 +81,7 @@ def test_metrics_endpoint_exposes_every_documented_name_and_counts_a_scripted_ru
         keep_forever(services.kafka_bootstrap, topics["ticks"])
         publisher = TickPublisher(services.kafka_bootstrap, topics["ticks"], metrics=metrics)
         source = CoinGeckoSource(client, ["bitcoin", "ethereum"], ["usd"])
-        live = Liveness()
+        live = Heartbeat()
         poller = Poller(source, publisher, 0.0, backoff=Backoff(base_s=0.1), metrics=metrics, liveness=live)
         poller.run(max_polls=7)  # 2 failures, then 5 polls of the 5 scripted minutes
         assert publisher.flush(30) == 0
@@ -193,8 +195,11 @@ def _kafka(action: str) -> None:
 def test_kafka_outage_buffers_logs_resumes_by_itself_nothing_lost_nothing_duplicated(
     services: Services, topics: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    if not services.kafka_bootstrap.startswith("127.0.0.1:9092"):
-        pytest.fail("the outage test drives the local broker of scripts/kafka.sh (127.0.0.1:9092)")
+    own = LOCAL_BROKER
+    if services.kafka_bootstrap != own:
+        pytest.fail(
+            f"the outage test stops and starts the broker of scripts/kafka.sh ({own}), not {services.kafka_bootstrap}"
+        )
     keep_forever(services.kafka_bootstrap, topics["ticks"])
     metrics = fresh_metrics()
     published: list[Tick] = []

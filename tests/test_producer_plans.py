@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from crypto_watcher.config import Plan, ProducerSettings, load_settings
-from producer.cli import PLANS, main, make_client, monthly_calls, pro_key_rate
-from producer.coingecko import CoinGeckoClient, CoinGeckoError
+from producer.budget import monthly_calls, pro_key_rate
+from producer.cli import main
+from producer.coingecko import PLANS, CoinGeckoClient, CoinGeckoError
+from producer.sources import make_client
 from tests.support.coingecko import FakeCoinGecko, steady
 from tests.test_producer_common import (
     T0,

@@ -12,7 +12,8 @@ from producer.backfill import Checkpoint, run_backfill
 from producer.coingecko import CoinGeckoClient, CoinGeckoError
 from producer.ratelimit import RateLimiter, Stopped, UsageLog
 from producer.resolve import CoinsList
-from producer.service import CoinGeckoSource, Poller
+from producer.service import Poller
+from producer.sources import CoinGeckoSource
 from tests.support.coingecko import FakeCoinGecko, Fault, steady
 from tests.test_producer_common import T0, MemoryPublisher, fresh_metrics, gaps, lines, max_in_window
 

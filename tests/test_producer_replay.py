@@ -9,7 +9,7 @@ import pytest
 
 from crypto_watcher.messages import Tick
 from producer.cli import main
-from producer.replay import LineError, parse_time_ms, read_ticks, replay_file
+from producer.tickfile import LineError, parse_time_ms, read_ticks, replay_file
 from tests.support.services import Services, read_topic
 from tests.test_producer_common import (
     T0,

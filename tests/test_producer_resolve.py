@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from crypto_watcher.config import ProducerSettings, load_settings
-from producer.cli import main, resolve_coins
+from producer.cli import main
 from producer.coingecko import CoinGeckoClient, CoinGeckoError
 from producer.quotes import markets_params, parse_market_caps
 from producer.resolve import CoinsList, ResolveError, market_caps_via, resolve
+from producer.sources import resolve_coins
 from tests.support.coingecko import FakeCoinGecko, Fault, steady
 from tests.test_producer_common import (
     T0,

@@ -6,8 +6,10 @@ import logging
 
 import pytest
 
+from crypto_watcher.health import Heartbeat
 from producer.coingecko import CoinGeckoClient
-from producer.service import CoinGeckoSource, Liveness, Poller
+from producer.service import Poller
+from producer.sources import CoinGeckoSource
 from tests.support.coingecko import FakeCoinGecko, steady
 from tests.test_producer_common import T0, MemoryPublisher, fresh_metrics, lines, sample
 
@@ -53,7 +55,7 @@ def test_stale_quote_is_reported_once_when_it_becomes_stale_and_once_when_it_rec
 
 def test_liveness_allows_the_announced_wait_plus_a_minute() -> None:
     now = [0.0]
-    live = Liveness(clock=lambda: now[0])
+    live = Heartbeat(clock=lambda: now[0])
     live.beat(300)  # the loop is about to wait 5 minutes (interval or backoff)
     now[0] = 359.0
     assert live.alive()
