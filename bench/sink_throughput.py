@@ -29,7 +29,8 @@ import requests
 from processor.influx import MAX_LINES_PER_REQUEST, InfluxSink, V1Writer
 from processor.moves import sliding_changes
 from processor.points import candle_line, change_line, price_line
-from processor.signals import DictState, candle_record
+from processor.windows import candle_record
+from tests.support.state import DictState
 
 SCRIPT = "sink_throughput.py"
 WINDOWS_MS = [5 * common.MINUTE, 15 * common.MINUTE, 60 * common.MINUTE]
@@ -62,12 +63,12 @@ def make_records(ticks: int, coins: int) -> list[Record]:
         values = tick.__dict__
         out.append((key, partition, price_line(values)))
         state = states.setdefault(key, DictState())
-        changes = sliding_changes(key, tick.event_time, tick.price, WINDOWS_MS, common.MINUTE, state)
+        changes = sliding_changes(tick.coin, tick.vs, tick.event_time, tick.price, WINDOWS_MS, common.MINUTE, state)
         out.append((key, partition, [change_line(c) for c in changes]))
         start = tick.event_time - tick.event_time % common.MINUTE
         agg = {"start": start, "end": start + common.MINUTE, "open": tick.price, "high": tick.price}
         agg.update({"low": tick.price, "close": tick.price, "ticks": 1})
-        out.append((key, partition, candle_line(candle_record(agg, key, common.MINUTE))))
+        out.append((key, partition, candle_line(candle_record(agg, tick.coin, tick.vs, common.MINUTE))))
     return out
 
 

@@ -32,16 +32,19 @@ from quixstreams.state.rocksdb import RocksDBOptions
 from crypto_watcher.config import ProcessorSettings
 from crypto_watcher.kafka import cluster_replication, retention_config
 from crypto_watcher.logs import add_context_provider
-from crypto_watcher.messages import Alert, MessageError, Tick
-from crypto_watcher.times import format_time
+from crypto_watcher.messages import Alert, MessageError, Tick, message_key, pair_of
+from crypto_watcher.times import format_time, ms_to_s
 from processor import metrics
+from processor.candle_alerts import evaluate_candle
 from processor.dlq import DeadLetters
 from processor.influx import InfluxSink, make_writer
+from processor.move_alerts import MoveRule, evaluate_changes, move_rules
 from processor.moves import sliding_changes
 from processor.points import alert_line, candle_line, change_line, price_line
 from processor.rules import RuleSet, load_rules
-from processor.signals import CANDLE_STATE, MoveRule, candle_record, evaluate_candle, evaluate_changes, move_rules
+from processor.state import CANDLE_STATE
 from processor.topics import topic_manager, warn_existing
+from processor.windows import candle_record
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ def tick_event_time(value: Any, headers: Any, timestamp: int, timestamp_type: An
 
 
 def check_key(value: dict[str, Any], key: Any, timestamp: int, headers: Any) -> dict[str, Any]:
-    expected = f"{value['coin']}:{value['vs']}"
+    expected = message_key(value["coin"], value["vs"])
     if key != expected:
         raise MessageError(f"invalid tick: key {key!r} does not match coin:vs {expected!r}")
     metrics.observe_tick(value["event_time"])
@@ -73,15 +76,7 @@ def check_key(value: dict[str, Any], key: Any, timestamp: int, headers: Any) -> 
 
 def ruleset_from(settings: ProcessorSettings) -> RuleSet:
     """The rules file when one is configured, else rules built from the CW_* settings."""
-    if settings.rules_file:
-        return load_rules(settings.rules_file)
-    return RuleSet.defaults(
-        windows=settings.windows,
-        candle_interval=settings.candle_interval,
-        grace=settings.grace,
-        cooldown=settings.cooldown,
-        rules={"drop": {"threshold_pct": settings.drop_pct}, "spike": {"threshold_pct": settings.spike_pct}},
-    )
+    return load_rules(settings.rules_file) if settings.rules_file else RuleSet.from_settings(settings)
 
 
 @dataclass
@@ -130,7 +125,7 @@ def build_pipeline(
         auto_offset_reset=settings.auto_offset_reset,
         state_dir=settings.state_dir,
         rocksdb_options=rocksdb_options(settings),
-        commit_interval=settings.commit_interval / 1000,
+        commit_interval=ms_to_s(settings.commit_interval),
         processing_guarantee="at-least-once",
         on_consumer_error=dead.on_consumer_error,
         on_processing_error=dead.on_processing_error,
@@ -176,14 +171,16 @@ def build_pipeline(
     # Quix's per-record machinery (each step, each branch copying the value, each state access)
     # costs more than the work itself, so one stateful step does everything a tick implies on its
     # own key: its price point, its window changes and their points, and the move alerts (each
-    # reading and writing its state once: processor.signals.PackedState). Live runs skip the time
+    # reading and writing its state once: processor.state.PackedState). Live runs skip the time
     # filters that only replay needs.
     live = alert_filter is None
     windows_ms = ruleset.window_ms
 
-    def on_tick(tick: dict[str, Any], key: Any, _ts: int, _h: Any, state: Any) -> tuple[list[str], list[Alert]]:
+    def on_tick(tick: dict[str, Any], _key: Any, _ts: int, _h: Any, state: Any) -> tuple[list[str], list[Alert]]:
         lines = [price_line(tick)] if live or keep_output(tick) else []
-        changes = sliding_changes(key, tick["event_time"], tick["price"], windows_ms, ruleset.grace, state)
+        changes = sliding_changes(
+            tick["coin"], tick["vs"], tick["event_time"], tick["price"], windows_ms, ruleset.grace, state
+        )
         alerts = evaluate_changes(changes, rules_for(tick["coin"]), state) if changes else []
         lines += [change_line(c) for c in changes if live or keep_output({"event_time": c["end"]})]
         return lines, alerts
@@ -200,10 +197,10 @@ def build_pipeline(
         )
 
     def to_candle(agg: dict[str, Any], key: Any, _ts: int, _h: Any) -> Any:
-        return candle_record(agg, key, interval)
+        return candle_record(agg, *pair_of(key), interval)
 
     def to_candle_line(agg: dict[str, Any], key: Any, _ts: int, _h: Any) -> str:
-        candle = candle_record(agg, key, interval)
+        candle = candle_record(agg, *pair_of(key), interval)
         return candle_line(candle) if live or keep_output({"event_time": candle["start"]}) else ""
 
     candles("candle").current().apply(to_candle_line, metadata=True).sink(sink)

@@ -17,7 +17,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from quixstreams.models import Row
 
-from crypto_watcher.kafka import KAFKA_LOG
+from crypto_watcher.kafka import client_config
 from crypto_watcher.messages import MessageError
 
 log = logging.getLogger(__name__)
@@ -52,20 +52,6 @@ class DeadLetters:
         self._on_dead = on_dead
         self._pending: list[str] = []  # kinds produced but not yet flushed
 
-    def _send(
-        self,
-        value: bytes | None,
-        key: bytes | None,
-        timestamp: int | None,
-        reason: str,
-        kind: str,
-        topic: str,
-        partition: int,
-        offset: int,
-    ) -> None:
-        self._produce(value, key, timestamp, reason, kind, topic, partition, offset)
-        self._flush()
-
     def _produce(
         self,
         value: bytes | None,
@@ -77,15 +63,13 @@ class DeadLetters:
         partition: int,
         offset: int,
     ) -> None:
+        """Queue one record; it counts as dead-lettered only once :meth:`_flush` has it durable."""
         if self._producer is None:
             self._producer = Producer(
-                {
-                    "bootstrap.servers": self._bootstrap,
-                    "logger": KAFKA_LOG,
-                    "enable.idempotence": True,
-                    "acks": "all",
-                    "client.id": f"{self.group}-dlq",
-                }
+                client_config(
+                    self._bootstrap,
+                    {"enable.idempotence": True, "acks": "all", "client.id": f"{self.group}-dlq"},
+                )
             )
         headers = [
             ("cw.error", reason[:1000].encode()),
@@ -148,9 +132,10 @@ class DeadLetters:
         # "(message)" errors are about the bytes as a whole (not JSON); others about a field.
         kind = "schema" if isinstance(exc, MessageError) and "(message)" not in str(exc) else "decode"
         _ts_type, ts = message.timestamp()
-        self._send(
+        self._produce(
             message.value(), message.key(), ts, str(exc), kind, message.topic(), message.partition(), message.offset()
         )
+        self._flush()
         return True
 
     def on_processing_error(self, exc: Exception, row: Row | None, logger: logging.Logger) -> bool:
@@ -162,18 +147,16 @@ class DeadLetters:
         if row is None or not isinstance(exc, MessageError):
             return False
         key, value, timestamp = self._original(row.topic, row.partition, row.offset)
-        self._send(value, key, timestamp, str(exc), "schema", row.topic, row.partition, row.offset)
+        self._produce(value, key, timestamp, str(exc), "schema", row.topic, row.partition, row.offset)
+        self._flush()
         return True
 
     def _original(self, topic: str, partition: int, offset: int) -> tuple[bytes | None, bytes | None, int | None]:
         consumer = Consumer(
-            {
-                "bootstrap.servers": self._bootstrap,
-                "logger": KAFKA_LOG,
-                "group.id": f"{self.group}-dlq-reader",
-                "enable.auto.commit": False,
-                "enable.partition.eof": False,
-            }
+            client_config(
+                self._bootstrap,
+                {"group.id": f"{self.group}-dlq-reader", "enable.auto.commit": False, "enable.partition.eof": False},
+            )
         )
         try:
             consumer.assign([TopicPartition(topic, partition, offset)])

@@ -23,6 +23,8 @@ from quixstreams.sinks import BatchingSink, SinkBackpressureError, SinkBatch
 from quixstreams.sinks.base.item import SinkItem
 
 from crypto_watcher.config import InfluxApi, InfluxSettings
+from crypto_watcher.retry import Backoff, parse_retry_after
+from crypto_watcher.times import ms_to_s
 from processor import metrics
 from processor.dlq import DeadLetterError, RejectedPoint
 
@@ -65,13 +67,6 @@ class LineWriter(Protocol):
     def close(self) -> None: ...
 
 
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
-
-
 def _classify(status: int, text: str, retry_after: str | None, what: str) -> Exception:
     reason = text.strip()
     try:  # both APIs answer errors as JSON: v2 {"code", "message"}, v1 {"error"}
@@ -86,7 +81,7 @@ def _classify(status: int, text: str, retry_after: str | None, what: str) -> Exc
     if status == 404:
         return InfluxAuthError(f"{what}: HTTP {status}: {detail} (check the org, bucket or database name)")
     if status == 429 or status >= 500 or status == 408:
-        return TransientWriteError(f"{what}: HTTP {status}: {detail}", _retry_after(retry_after))
+        return TransientWriteError(f"{what}: HTTP {status}: {detail}", parse_retry_after(retry_after))
     return RejectedWriteError(f"{what}: HTTP {status}: {detail}", reason)
 
 
@@ -184,7 +179,7 @@ class V2Writer:
 
 
 def make_writer(settings: InfluxSettings) -> LineWriter:
-    timeout_s = settings.influx_timeout / 1000
+    timeout_s = ms_to_s(settings.influx_timeout)
     if settings.influx_api is InfluxApi.V2:
         missing = [
             name
@@ -227,7 +222,7 @@ class InfluxSink(BatchingSink):
         self.rejected_writes = 0  # requests InfluxDB refused (bisection included)
         self.rejected_points = 0
         self.backpressure_events = 0
-        self._backoff_s = 1.0
+        self._backoff = Backoff(base_s=1.0, max_s=MAX_BACKOFF_S)
 
     def setup(self) -> None:
         self.writer.check()
@@ -249,8 +244,7 @@ class InfluxSink(BatchingSink):
                 self.backpressure_events += 1
                 metrics.SINK_ERRORS.labels("backpressure").inc()
                 retry_after = exc.retry_after if isinstance(exc, TransientWriteError) else None
-                delay = retry_after if retry_after is not None else self._backoff_s
-                self._backoff_s = min(MAX_BACKOFF_S, self._backoff_s * 2)
+                delay = self._backoff.next_delay(retry_after)
                 log.warning(
                     "InfluxDB write deferred (%s); pausing %.1fs, batch of %d points will be re-read",
                     exc,
@@ -260,7 +254,7 @@ class InfluxSink(BatchingSink):
                 raise SinkBackpressureError(retry_after=delay) from exc
             self.points_written += len(chunk) - len(refused)
             metrics.SINK_POINTS.inc(len(chunk) - len(refused))
-        self._backoff_s = 1.0
+        self._backoff.reset()
 
     def _write_isolating(self, lines: Sequence[str]) -> list[tuple[str, str]]:
         """Write ``lines``; return those InfluxDB refuses, each with its reason (bisecting to find them)."""

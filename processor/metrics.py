@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Self
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from crypto_watcher.health import Heartbeat
 from crypto_watcher.kafka import CommittedOffsets
+from crypto_watcher.times import ms_to_s
 
 log = logging.getLogger(__name__)
 
@@ -33,25 +36,38 @@ CONSUMER_LAG = Gauge("cw_processor_consumer_lag", "Messages behind the partition
 EVENT_LAG = Gauge("cw_processor_event_lag_seconds", "Wall time minus the newest processed event time")
 
 
-class LagMonitor:
+class OffsetsWatcher:
+    """A daemon thread following a consumer group's committed offsets from outside the group.
+
+    The offsets are read through ``CommittedOffsets`` (a non-member consumer, not the Admin API:
+    see there), so watching needs no hook into Quix's consumer. Subclasses poll in ``_loop``."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, thread_name: str) -> None:
+        self.group = group
+        self.topic = topic
+        self._offsets = CommittedOffsets(bootstrap, group)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=thread_name, daemon=True)
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        raise NotImplementedError
+
+
+class LagMonitor(OffsetsWatcher):
     """Measures consumer lag from outside Quix: the group's committed offsets vs the high watermarks.
 
     Reading the committed offsets (what a restart would resume from) rather than in-memory positions
-    makes the figure honest about what is really done, and needs no hook into Quix's consumer.
+    makes the figure honest about what is really done.
     """
 
     def __init__(self, bootstrap: str, group: str, topic: str, interval_s: float = 15.0) -> None:
-        self.group = group
-        self.topic = topic
+        super().__init__(bootstrap, group, topic, "lag-monitor")
         self.interval_s = interval_s
         self.total: int | None = None
-        self._offsets = CommittedOffsets(bootstrap, group)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="lag-monitor", daemon=True)
-
-    def start(self) -> LagMonitor:
-        self._thread.start()
-        return self
 
     def stop(self) -> None:
         self._stop.set()
@@ -79,15 +95,11 @@ class LagMonitor:
         self._offsets.close()
 
 
-_last_progress = time.monotonic()
-
-
-def seconds_since_progress() -> float:
-    return time.monotonic() - _last_progress
+PROGRESS = Heartbeat()
+"""Beats at every tick processed; the processor's liveness reads how long it has been silent."""
 
 
 def observe_tick(event_time_ms: int) -> None:
-    global _last_progress
-    _last_progress = time.monotonic()
+    PROGRESS.beat()
     TICKS.inc()
-    EVENT_LAG.set(max(0.0, time.time() - event_time_ms / 1000))
+    EVENT_LAG.set(max(0.0, time.time() - ms_to_s(event_time_ms)))

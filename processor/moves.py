@@ -13,25 +13,29 @@ Quix's tumbling windows (candles) are correct for late ticks and are used as the
 from __future__ import annotations
 
 import bisect
-import functools
 from collections.abc import Sequence
 from typing import Any
 
-from crypto_watcher.durations import format_duration
-from processor.signals import StateLike, window_change
+from processor.state import StateLike
+from processor.windows import duration_label, window_change
 
 BUFFER_KEY = "moves:ticks"
-WATERMARK_KEY = "moves:max_ts"  # written by earlier versions; no longer read or written
 
 
 def sliding_changes(
-    key: str, event_time: int, price: float, windows_ms: Sequence[int], grace_ms: int, state: StateLike
+    coin: str,
+    vs: str,
+    event_time: int,
+    price: float,
+    windows_ms: Sequence[int],
+    grace_ms: int,
+    state: StateLike,
 ) -> list[dict[str, Any]]:
-    """Insert one tick and return the change record of every window end it affects."""
+    """Insert one tick of ``coin``/``vs`` and return the change record of every window end it affects."""
     ticks: list[list[float]] = state.get(BUFFER_KEY, [])
     times = [int(t) for t, _p in ticks]
     # The newest buffered tick is the newest accepted one (pruning only drops old ones), so it is
-    # the watermark; earlier versions also kept it under WATERMARK_KEY, always equal to it.
+    # the watermark.
     watermark = max(times[-1], event_time) if times else event_time
     if event_time < watermark - grace_ms:
         return []  # later than the grace period allows: stored as a price, not windowed
@@ -52,7 +56,7 @@ def sliding_changes(
     lo = bisect.bisect_left(times, event_time)
     out = []
     for window_ms in windows_ms:
-        label = _label(window_ms)
+        label = duration_label(window_ms)
         hi = bisect.bisect_right(times, event_time + window_ms)
         for j in range(lo, hi):
             end = times[j]
@@ -67,12 +71,7 @@ def sliding_changes(
                 "low": min(inside),
                 "ticks": len(inside),
             }
-            out.append(window_change(agg, key, label, window_ms))
+            out.append(window_change(agg, coin, vs, label, window_ms))
     if len(out) > 1:
         out.sort(key=lambda c: (c["end"], c["window_ms"]))
     return out
-
-
-@functools.cache
-def _label(window_ms: int) -> str:
-    return format_duration(window_ms)

@@ -21,10 +21,10 @@ written once would make every later float write fail.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from crypto_watcher.messages import Alert, Tick
+from crypto_watcher.messages import Alert
 
 PRICE = "price"
 CHANGE = "change"
@@ -48,27 +48,59 @@ def _number(value: float) -> str | None:
 
 
 def _line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, Any], time_ms: int) -> str:
-    tag_text = "".join(
-        f",{k.translate(_ESCAPE_KEY)}={_tag_value(v)}" for k, v in sorted(tags.items()) if v is not None and v != ""
+    return _format(
+        measurement.translate(_ESCAPE_MEASUREMENT), _tag_prefixes(tags), _field_prefixes(fields), tags, fields, time_ms
     )
-    parts = []
-    for name, value in sorted(fields.items()):
-        if value is None:
-            continue
-        if isinstance(value, str):
-            parts.append(f'{name.translate(_ESCAPE_KEY)}="{value.translate(_ESCAPE_STRING)}"')
-            continue
-        text = _number(value)
-        if text is not None:
-            parts.append(f"{name.translate(_ESCAPE_KEY)}={text}")
-    if not parts:
-        return ""  # a point needs a field; like Point, say nothing rather than something invalid
-    return f"{measurement.translate(_ESCAPE_MEASUREMENT)}{tag_text} {','.join(parts)} {int(time_ms)}"
 
 
 def _tag_value(value: str) -> str:
     escaped = value.translate(_ESCAPE_KEY)
     return escaped + " " if escaped.endswith("\\") else escaped
+
+
+def _tag_prefixes(keys: Iterable[str]) -> list[tuple[str, str]]:
+    """Each tag key, sorted, with its escaped ``,key=`` text."""
+    return [(key, f",{key.translate(_ESCAPE_KEY)}=") for key in sorted(keys)]
+
+
+def _field_prefixes(keys: Iterable[str]) -> list[tuple[str, str]]:
+    """Each field key, sorted, with its escaped ``key=`` text."""
+    return [(key, f"{key.translate(_ESCAPE_KEY)}=") for key in sorted(keys)]
+
+
+def _format(
+    head: str,
+    tags: list[tuple[str, str]],
+    fields: list[tuple[str, str]],
+    tag_values: Mapping[str, Any],
+    field_values: Mapping[str, Any],
+    time_ms: int,
+    number: Callable[[float], str | None] = _number,
+    tag_value: Callable[[str], str] = _tag_value,
+) -> str:
+    """One point from its escaped measurement, prefixes and values. Empty tags and missing fields
+    are left out; a point with no field is ``""`` (as Point says nothing rather than something invalid).
+
+    ``number`` and ``tag_value`` are bound as defaults, local names, for the per-tick callers."""
+    text = head
+    for key, prefix in tags:
+        value = tag_values[key]
+        if value is not None and value != "":
+            text += prefix + tag_value(value)
+    parts = []
+    for key, prefix in fields:
+        value = field_values[key]
+        if value is None:
+            continue
+        if isinstance(value, str):
+            parts.append(f'{prefix}"{value.translate(_ESCAPE_STRING)}"')
+            continue
+        formatted = number(value)
+        if formatted is not None:
+            parts.append(prefix + formatted)
+    if not parts:
+        return ""
+    return f"{text} {','.join(parts)} {int(time_ms)}"
 
 
 def _record_formatter(
@@ -80,30 +112,10 @@ def _record_formatter(
     Tags and fields are read from one record (a tick, change or candle dict) by their names.
     """
     head = measurement.translate(_ESCAPE_MEASUREMENT)
-    tags = [(key, f",{key.translate(_ESCAPE_KEY)}=") for key in sorted(tag_keys)]
-    fields = [(key, f"{key.translate(_ESCAPE_KEY)}=") for key in sorted(field_keys)]
-    number, tag_value, isinstance_, str_ = _number, _tag_value, isinstance, str
+    tags, fields = _tag_prefixes(tag_keys), _field_prefixes(field_keys)
 
     def line(record: Mapping[str, Any]) -> str:
-        text = head
-        for key, prefix in tags:
-            value = record[key]
-            if value is not None and value != "":
-                text += prefix + tag_value(value)
-        parts = []
-        for key, prefix in fields:
-            value = record[key]
-            if value is None:
-                continue
-            if isinstance_(value, str_):
-                parts.append(f'{prefix}"{value.translate(_ESCAPE_STRING)}"')
-                continue
-            formatted = number(value)
-            if formatted is not None:
-                parts.append(prefix + formatted)
-        if not parts:
-            return ""
-        return f"{text} {','.join(parts)} {int(record[time_key])}"
+        return _format(head, tags, fields, record, record, record[time_key])
 
     return line
 
@@ -114,20 +126,16 @@ price_line = _record_formatter(
 """The ``price`` point of a tick given as a dict of its fields (what the processor's stream carries)."""
 
 
-def tick_line(tick: Tick) -> str:
-    return price_line(tick.__dict__)
-
-
 change_line = _record_formatter(
     CHANGE,
     ("coin", "vs", "window"),
     ("change_pct", "drawdown_pct", "runup_pct", "first", "last", "high", "low", "ticks"),
     "end",
 )
-"""A window result from :func:`processor.signals.window_change`."""
+"""A window result from :func:`processor.windows.window_change`."""
 
 candle_line = _record_formatter(CANDLE, ("coin", "vs", "interval"), ("open", "high", "low", "close", "ticks"), "start")
-"""A candle from :func:`processor.signals.candle_record`; rewritten in place as it fills up."""
+"""A candle from :func:`processor.windows.candle_record`; rewritten in place as it fills up."""
 
 
 def alert_line(alert: Alert) -> str:

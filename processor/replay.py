@@ -3,13 +3,8 @@
 Used after changing a rule ("what would last week have alerted?") or to rebuild a database. It runs
 under its own consumer group and state folder, so the live processor is untouched.
 
-Where it writes (``choose_target``): a what-if run's alerts and candles in the live database would
-be indistinguishable from real ones, and nothing can take them out again, so the replay writes into
-a database (v1, ``--influx-db``) or bucket (v2, ``--influx-bucket``) other than the live one
-(``CW_INFLUX_DB`` / ``CW_INFLUX_BUCKET``) unless ``--into-live`` says that is meant (rebuilding the
-live data, where idempotent writes rewrite the same points). Naming the other API's option is an
-error, not ignored: under v2 ``--influx-db`` would otherwise be dropped silently and the run would
-land in the live bucket. A v2 bucket that does not exist yet is created (``ensure_bucket``).
+Where it writes: never the live database or bucket without ``--into-live``
+(``processor.replay_target`` says why and how).
 
 To give the same candles, changes and alerts the live run gave, the replay starts reading a
 *warm-up* earlier than ``--from`` and only emits what falls inside ``[from, to]`` (``warmup``).
@@ -39,137 +34,22 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import requests
 from confluent_kafka import Consumer, TopicPartition
 from tqdm import tqdm
 
-from crypto_watcher.config import InfluxApi, InfluxSettings, ProcessorSettings
-from crypto_watcher.kafka import KAFKA_LOG, CommittedOffsets
+from crypto_watcher.config import InfluxApi, ProcessorSettings
+from crypto_watcher.kafka import client_config
 from crypto_watcher.times import format_time
 from processor.app import Pipeline, build_pipeline, ruleset_from
+from processor.metrics import OffsetsWatcher
+from processor.replay_target import ensure_bucket
 from processor.rules import RuleSet
 
 log = logging.getLogger(__name__)
-
-
-INTO_LIVE = "--into-live"
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where a replay writes: a v1 database or a v2 bucket, and whether it is the live one."""
-
-    api: InfluxApi
-    name: str
-    live: bool
-
-    @property
-    def kind(self) -> str:
-        return "bucket" if self.api is InfluxApi.V2 else "database"
-
-    @property
-    def settings(self) -> dict[str, str]:
-        """The setting that points the pipeline's writer at the target."""
-        return {"influx_bucket" if self.api is InfluxApi.V2 else "influx_db": self.name}
-
-
-def choose_target(live: InfluxSettings, influx_db: str | None, influx_bucket: str | None, into_live: bool) -> Target:
-    """The replay's database or bucket, given the live settings (environment) and the replay's flags.
-
-    Raises ``ValueError`` (the CLI exits 2 with it) when the target is the live one without
-    ``--into-live``, or when the option of the other API is given."""
-    v2 = live.influx_api is InfluxApi.V2
-    kind = "bucket" if v2 else "database"
-    flag, env = ("--influx-bucket", "CW_INFLUX_BUCKET") if v2 else ("--influx-db", "CW_INFLUX_DB")
-    given, other, other_flag = (
-        (influx_bucket, influx_db, "--influx-db") if v2 else (influx_db, influx_bucket, "--influx-bucket")
-    )
-    if other is not None:
-        raise ValueError(
-            f"{other_flag} does not apply to the InfluxDB {live.influx_api.value} API (CW_INFLUX_API): "
-            f"name the replay's {kind} with {flag}"
-        )
-    live_name = live.influx_bucket if v2 else live.influx_db
-    name = given or live_name
-    is_live = name == live_name
-    if is_live and not into_live:
-        said = f"{flag} {name} names" if given else f"without {flag} the replay writes into"
-        raise ValueError(
-            f"{said} the live {kind} {name!r} ({env}), which the live processor writes: pass {INTO_LIVE} to "
-            f"replay into it, or name another {kind} with {flag} (e.g. {flag} {live_name}_whatif)"
-        )
-    return Target(live.influx_api, name, is_live)
-
-
-def ensure_bucket(settings: InfluxSettings, timeout_s: float = 10.0) -> bool:
-    """Create the v2 bucket ``settings.influx_bucket`` unless it exists; True if it was created.
-
-    The live bucket is provisioned with the server, but a what-if bucket is named on the command
-    line, and the v2 API refuses writes to a missing bucket (404) instead of creating it as v1 does
-    with a database. The new bucket keeps data for ever (delete it with ``influx bucket delete``).
-    Raises ``ValueError`` naming the bucket, the org and what to do when the token may not create it."""
-    name, org = settings.influx_bucket, settings.influx_org
-    if not settings.influx_token or not org:
-        raise ValueError("CW_INFLUX_API=v2 needs CW_INFLUX_TOKEN and CW_INFLUX_ORG")
-    base = settings.influx_url.rstrip("/")
-    headers = {"Authorization": f"Token {settings.influx_token}"}
-    where = f"InfluxDB {base}, org {org!r}"
-
-    def cannot_create(why: str) -> ValueError:
-        return ValueError(
-            f"bucket {name!r} was not found in {where} (it does not exist, or the token may not read it), and "
-            f"the token (CW_INFLUX_TOKEN) may not create it: "
-            f"{why}. Create it first (influx bucket create --name {name} --org {org}) and give the token "
-            "read and write access to it, or use a token allowed to create buckets"
-        )
-
-    try:
-        found = requests.get(
-            f"{base}/api/v2/buckets", params={"name": name, "org": org}, headers=headers, timeout=timeout_s
-        )
-        if found.status_code == 200 and found.json().get("buckets"):
-            return False
-        if found.status_code == 401:
-            raise ValueError(f"{where} refused the token (HTTP 401): check CW_INFLUX_TOKEN")
-        if found.status_code == 404 and "organization" in found.text:
-            raise ValueError(f"{where}: no such organization: check CW_INFLUX_ORG")
-        if found.status_code not in (200, 404):  # 200 with none, or 404: no bucket of that name
-            raise ValueError(f"{where}: looking up bucket {name!r} answered HTTP {found.status_code}: {_detail(found)}")
-        orgs = requests.get(f"{base}/api/v2/orgs", params={"org": org}, headers=headers, timeout=timeout_s)
-        listed = orgs.json().get("orgs") if orgs.status_code == 200 else None
-        if not listed:  # the org exists (the lookup above said so), so the token may not read it
-            raise cannot_create(f"it may not even read org {org!r}")
-        created = requests.post(
-            f"{base}/api/v2/buckets",
-            json={"orgID": listed[0]["id"], "name": name, "retentionRules": []},
-            headers=headers,
-            timeout=timeout_s,
-        )
-    except requests.RequestException as exc:
-        raise ValueError(f"cannot reach {where} to look up bucket {name!r}: {exc}") from exc
-    if created.status_code == 201:
-        log.info("created bucket %r in org %r for the replay", name, org)
-        return True
-    if created.status_code == 422 and "already exists" in created.text:
-        return False  # there, but hidden from this token: its writes will say whether it may write
-    if created.status_code in (401, 403):
-        raise cannot_create(f"HTTP {created.status_code}: {_detail(created)}")
-    raise ValueError(f"{where}: creating bucket {name!r} answered HTTP {created.status_code}: {_detail(created)}")
-
-
-def _detail(response: requests.Response) -> str:
-    try:
-        body = response.json()
-        if isinstance(body, dict) and body.get("message"):
-            return str(body["message"])[:200]
-    except ValueError:
-        pass
-    return response.text.strip().replace("\n", " ")[:200]
 
 
 WARMUP_RESIDUAL = 1e-6
@@ -324,14 +204,7 @@ CLOCK_SKEW_MS = 10 * 60 * 1000
 
 def plan_range(bootstrap: str, topic: str, read_from_ms: int) -> Range:
     """Offsets to read: from the first record published at ``read_from_ms - CLOCK_SKEW_MS`` to the end."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "logger": KAFKA_LOG,
-            "group.id": "crypto-replay-planner",
-            "enable.auto.commit": False,
-        }
-    )
+    consumer = Consumer(client_config(bootstrap, {"group.id": "crypto-replay-planner", "enable.auto.commit": False}))
     try:
         meta = consumer.list_topics(topic, timeout=15).topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
@@ -352,29 +225,21 @@ def plan_range(bootstrap: str, topic: str, read_from_ms: int) -> Range:
 
 def commit_start(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
     """Point a fresh consumer group at the range's first offsets (a group with no members may be set)."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "logger": KAFKA_LOG, "group.id": group, "enable.auto.commit": False}
-    )
+    consumer = Consumer(client_config(bootstrap, {"group.id": group, "enable.auto.commit": False}))
     try:
         consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
     finally:
         consumer.close()
 
 
-class Progress:
+class Progress(OffsetsWatcher):
     """Follows the replay group's committed offsets; stops the app when every partition is done."""
 
     def __init__(self, bootstrap: str, group: str, topic: str, span: Range, on_done: Any, show: bool = True) -> None:
-        self.group, self.topic, self.span, self.on_done = group, topic, span, on_done
+        super().__init__(bootstrap, group, topic, "replay-progress")
+        self.span, self.on_done = span, on_done
         self.done = False
-        self._offsets = CommittedOffsets(bootstrap, group)  # not the Admin API: see CommittedOffsets
-        self._stop = threading.Event()
         self._bar = tqdm(total=span.total, unit="tick", desc="replay", disable=not show, smoothing=0.1)
-        self._thread = threading.Thread(target=self._loop, name="replay-progress", daemon=True)
-
-    def start(self) -> Progress:
-        self._thread.start()
-        return self
 
     def stop(self) -> None:
         self._stop.set()

@@ -2,7 +2,8 @@
 
 Pure functions over prices and alerts: no Kafka, no InfluxDB, no clock. ``processor.scorecard_run``
 feeds them what the replay machinery produced; tests feed them series built by hand and compare
-every number with a pandas computation over the same ticks.
+every number with a pandas computation over the same ticks. The price look-ups and statistics
+(``PriceSeries``, ``Stats``, ``quantile``) are in ``processor.forward_returns``.
 
 The definitions, and why each is the one chosen:
 
@@ -37,16 +38,14 @@ numbers describe this history; they promise nothing about the next hint.
 from __future__ import annotations
 
 import bisect
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from crypto_watcher.durations import format_duration
 from crypto_watcher.messages import Alert
 from crypto_watcher.times import format_time
-
-Direction = Literal["up", "down"]
+from processor.forward_returns import Direction, PriceSeries, Stats, plain_fields
 
 DEFAULT_HORIZONS: dict[str, int] = {"1h": 3_600_000, "4h": 4 * 3_600_000, "24h": 24 * 3_600_000}
 """How far after a hint its price is looked at: one hour, four hours, a day."""
@@ -79,117 +78,6 @@ def direction_of(alert: Alert) -> Direction:
     if alert.kind in DOWN_KINDS:
         return "down"
     return "up" if alert.change_pct > 0 else "down"
-
-
-class PriceSeries:
-    """One pair's ticks in event-time order, for "price as of t" look-ups (binary search)."""
-
-    __slots__ = ("prices", "times")
-
-    def __init__(self, ticks: Iterable[tuple[int, float]]) -> None:
-        by_time: dict[int, float] = {}
-        for event_time, price in ticks:
-            by_time[int(event_time)] = float(price)  # a repeated event time: the last one read wins
-        self.times: list[int] = sorted(by_time)
-        self.prices: list[float] = [by_time[t] for t in self.times]
-
-    def __len__(self) -> int:
-        return len(self.times)
-
-    @property
-    def last_time(self) -> int | None:
-        return self.times[-1] if self.times else None
-
-    def price_at(self, t: int) -> float | None:
-        """The last price at or before ``t``; None before the first tick."""
-        i = bisect.bisect_right(self.times, t)
-        return self.prices[i - 1] if i else None
-
-    def covered(self, t: int) -> bool:
-        """True when a tick at or after ``t`` exists, so the price as of ``t`` is final."""
-        return bool(self.times) and self.times[-1] >= t
-
-    def forward_return(self, t: int, horizon_ms: int) -> float | None:
-        """Percent change from the price as of ``t`` to the price as of ``t + horizon_ms``; None if pending.
-
-        Raises ``ValueError`` when there is no price at or before ``t``: a hint is always made from
-        ticks at or before its time, so that means the ticks given are not the ones it came from."""
-        p0 = self.price_at(t)
-        if p0 is None:
-            raise ValueError(f"no price at or before {format_time(t)}: the ticks do not cover the moment scored")
-        if not self.covered(t + horizon_ms):
-            return None
-        p1 = self.price_at(t + horizon_ms)
-        assert p1 is not None
-        return (p1 / p0 - 1.0) * 100.0
-
-
-def quantile(sorted_values: Sequence[float], q: float) -> float:
-    """The ``q`` quantile of sorted values, interpolating linearly (type 7, pandas' default)."""
-    if not sorted_values:
-        raise ValueError("quantile of nothing")
-    position = (len(sorted_values) - 1) * q
-    lo = math.floor(position)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    fraction = position - lo
-    low, high = sorted_values[lo], sorted_values[hi]
-    # numpy's form for type 7 (lerp), so the result is the very float pandas gives
-    return float(low + (high - low) * fraction) if fraction < 0.5 else float(high - (high - low) * (1 - fraction))
-
-
-@dataclass(frozen=True)
-class Stats:
-    """Forward returns at one horizon of a set of moments: hints of one group, or every tick of a pair.
-
-    ``count`` moments, of which ``pending`` have no covered horizon yet; the quantiles and shares
-    are over the other ``scored`` ones (None when there are none). Shares are percentages of the
-    scored moments whose return was above (``up_pct``) or below (``down_pct``) zero."""
-
-    count: int
-    pending: int
-    median_pct: float | None
-    q1_pct: float | None
-    q3_pct: float | None
-    up_pct: float | None
-    down_pct: float | None
-
-    @property
-    def scored(self) -> int:
-        return self.count - self.pending
-
-    def share(self, direction: Direction) -> float | None:
-        """The percentage of scored moments that moved in ``direction``."""
-        return self.up_pct if direction == "up" else self.down_pct
-
-    @classmethod
-    def of(cls, returns: Iterable[float | None]) -> Stats:
-        values = list(returns)
-        scored = sorted(v for v in values if v is not None)
-        pending = len(values) - len(scored)
-        if not scored:
-            return cls(len(values), pending, None, None, None, None, None)
-        n = len(scored)
-        return cls(
-            count=len(values),
-            pending=pending,
-            median_pct=quantile(scored, 0.5),
-            q1_pct=quantile(scored, 0.25),
-            q3_pct=quantile(scored, 0.75),
-            up_pct=sum(1 for v in scored if v > 0) / n * 100.0,
-            down_pct=sum(1 for v in scored if v < 0) / n * 100.0,
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "count": self.count,
-            "scored": self.scored,
-            "pending": self.pending,
-            "median_pct": self.median_pct,
-            "q1_pct": self.q1_pct,
-            "q3_pct": self.q3_pct,
-            "up_pct": self.up_pct,
-            "down_pct": self.down_pct,
-        }
 
 
 @dataclass(frozen=True)
@@ -230,6 +118,9 @@ class ScoredHint:
 GroupKey = tuple[str, str, str, str, str, str]
 """coin, vs, kind, rule, window, direction."""
 
+Moment = tuple[int, float, dict[str, float | None]]
+"""A baseline moment: event time, price, forward return per horizon."""
+
 
 @dataclass(frozen=True)
 class GroupScore:
@@ -259,13 +150,7 @@ class GroupScore:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "coin": self.coin,
-            "vs": self.vs,
-            "kind": self.kind,
-            "rule": self.rule,
-            "window": self.window,
-            "direction": self.direction,
-            "hints": self.hints,
+            **plain_fields(self, "stats", "baseline"),
             "horizons": {
                 h: {
                     **{k: v for k, v in s.as_dict().items() if k not in ("count", "up_pct", "down_pct")},
@@ -288,7 +173,7 @@ class Scorecard:
     hints: list[ScoredHint]
     groups: list[GroupScore]
     baselines: dict[tuple[str, str], dict[str, Stats]]
-    moments: dict[tuple[str, str], list[tuple[int, float, dict[str, float | None]]]] = field(repr=False)
+    moments: dict[tuple[str, str], list[Moment]] = field(repr=False)
     """Per pair, every baseline moment: (event time, price, forward return per horizon)."""
     rules: str = ""
 
@@ -328,6 +213,19 @@ def score(
     returns, those after it (as far as they exist). Alerts repeated (same id: a re-read batch)
     count once."""
     horizons = dict(horizons)
+    hints = _score_hints(alerts, series, from_ms, to_ms, horizons)
+    moments, baselines = _baselines(series, from_ms, to_ms, horizons)
+    return Scorecard(from_ms, to_ms, horizons, hints, _groups(hints, baselines, horizons), baselines, moments, rules)
+
+
+def _score_hints(
+    alerts: Iterable[Alert],
+    series: Mapping[tuple[str, str], PriceSeries],
+    from_ms: int,
+    to_ms: int,
+    horizons: dict[str, int],
+) -> list[ScoredHint]:
+    """Each distinct alert (by id) in the range, with its entry price and forward returns, in time order."""
     seen: set[str] = set()
     hints: list[ScoredHint] = []
     for alert in sorted(alerts, key=lambda a: (a.event_time, a.coin, a.vs, a.rule, a.kind, a.window)):
@@ -341,8 +239,14 @@ def score(
         returns = {name: prices.forward_return(alert.event_time, ms) for name, ms in horizons.items()}
         assert price is not None  # forward_return raised otherwise
         hints.append(ScoredHint(alert, direction_of(alert), price, returns))
+    return hints
 
-    moments: dict[tuple[str, str], list[tuple[int, float, dict[str, float | None]]]] = {}
+
+def _baselines(
+    series: Mapping[tuple[str, str], PriceSeries], from_ms: int, to_ms: int, horizons: dict[str, int]
+) -> tuple[dict[tuple[str, str], list[Moment]], dict[tuple[str, str], dict[str, Stats]]]:
+    """Every tick of each pair in the range as a moment, and their statistics per horizon."""
+    moments: dict[tuple[str, str], list[Moment]] = {}
     baselines: dict[tuple[str, str], dict[str, Stats]] = {}
     for pair, prices in sorted(series.items()):
         lo, hi = bisect.bisect_left(prices.times, from_ms), bisect.bisect_right(prices.times, to_ms)
@@ -354,12 +258,18 @@ def score(
             continue
         moments[pair] = rows
         baselines[pair] = {name: Stats.of(r[2][name] for r in rows) for name in horizons}
+    return moments, baselines
 
+
+def _groups(
+    hints: list[ScoredHint], baselines: dict[tuple[str, str], dict[str, Stats]], horizons: dict[str, int]
+) -> list[GroupScore]:
+    """The hints grouped by pair, kind, rule, window and direction, each beside its pair's baseline."""
     grouped: dict[GroupKey, list[ScoredHint]] = {}
     for hint in hints:
         a = hint.alert
         grouped.setdefault((a.coin, a.vs, a.kind, a.rule, a.window, hint.direction), []).append(hint)
-    groups = [
+    return [
         GroupScore(
             coin=coin,
             vs=vs,
@@ -373,7 +283,6 @@ def score(
         )
         for (coin, vs, kind, rule, window, direction), members in sorted(grouped.items())
     ]
-    return Scorecard(from_ms, to_ms, horizons, hints, groups, baselines, moments, rules)
 
 
 # --- the console table -----------------------------------------------------------------------

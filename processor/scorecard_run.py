@@ -23,19 +23,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 from quixstreams.sinks import SinkBatch
 
 from crypto_watcher.config import ProcessorSettings
-from crypto_watcher.kafka import KAFKA_LOG
+from crypto_watcher.kafka import client_config
 from crypto_watcher.messages import Alert, MessageError, Tick
 from processor.app import ruleset_from
+from processor.forward_returns import PriceSeries
 from processor.influx import InfluxSink, RejectedWriteError, TransientWriteError, make_writer
 from processor.points import scorecard_baseline_line, scorecard_line
 from processor.replay import Range, replay
-from processor.scorecard import DEFAULT_HORIZONS, PriceSeries, Scorecard, score
+from processor.scorecard import DEFAULT_HORIZONS, Scorecard, score
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,38 @@ class ScorecardRun:
     skipped: int
 
 
+@dataclass
+class _TickReader:
+    """Takes the records of the planned range one by one: the valid ticks up to ``until_ms`` by pair,
+    and how many records were read and skipped."""
+
+    ends: dict[int, int]
+    until_ms: int
+    ticks: dict[tuple[str, str], list[tuple[int, float]]] = field(default_factory=dict)
+    read: int = 0
+    skipped: int = 0
+
+    def take(self, msg: Any) -> None:
+        if msg.error() or msg.offset() >= self.ends[msg.partition()]:
+            return  # an error, or published after the scorecard started: not in the range it planned
+        self.read += 1
+        tick = _valid_tick(msg)
+        if tick is None:
+            self.skipped += 1
+        elif tick.event_time <= self.until_ms:
+            self.ticks.setdefault((tick.coin, tick.vs), []).append((tick.event_time, tick.price))
+
+
+def _valid_tick(msg: Any) -> Tick | None:
+    """The record's tick, or None when it does not decode or its key does not match the tick."""
+    try:
+        tick = Tick.from_json(msg.value())
+    except MessageError:
+        return None
+    key = msg.key().decode() if msg.key() is not None else None
+    return tick if key == tick.key else None
+
+
 def read_ticks(
     bootstrap: str, topic: str, span: Range, until_ms: int, idle_timeout_s: float = 30.0
 ) -> tuple[dict[tuple[str, str], PriceSeries], int, int]:
@@ -90,54 +124,37 @@ def read_ticks(
 
     Returns the series, the records read and how many were skipped (undecodable, or a key that
     does not match the tick: the processor dead-letters those and never windows them)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "logger": KAFKA_LOG,
-            "group.id": "crypto-scorecard-reader",  # never commits: assign() and offsets of our own
-            "enable.auto.commit": False,
-            "enable.partition.eof": False,
-        }
-    )
     todo = {p: (s, e) for p, s in span.start.items() if (e := span.end[p]) > s}
-    ticks: dict[tuple[str, str], list[tuple[int, float]]] = {}
-    read = skipped = 0
+    if not todo:
+        return {}, 0, 0
+    reader = _TickReader({p: e for p, (_s, e) in todo.items()}, until_ms)
+    consumer = Consumer(
+        client_config(
+            bootstrap,
+            {
+                "group.id": "crypto-scorecard-reader",  # never commits: assign() and offsets of our own
+                "enable.auto.commit": False,
+                "enable.partition.eof": False,
+            },
+        )
+    )
     try:
-        if not todo:
-            return {}, 0, 0
-        partitions = [TopicPartition(topic, p, s) for p, (s, _e) in todo.items()]
-        consumer.assign(partitions)
+        consumer.assign([TopicPartition(topic, p, s) for p, (s, _e) in todo.items()])
         last_progress = time.monotonic()
         while True:
             messages = consumer.consume(num_messages=2000, timeout=1.0)
             for msg in messages:
-                if msg.error():
-                    continue
-                p, offset = msg.partition(), msg.offset()
-                if offset >= todo[p][1]:
-                    continue  # published after the scorecard started: not in the range it planned
-                read += 1
-                try:
-                    tick = Tick.from_json(msg.value())
-                except MessageError:
-                    skipped += 1
-                    continue
-                key = msg.key().decode() if msg.key() is not None else None
-                if key != tick.key:
-                    skipped += 1
-                    continue
-                if tick.event_time <= until_ms:
-                    ticks.setdefault((tick.coin, tick.vs), []).append((tick.event_time, tick.price))
+                reader.take(msg)
             if messages:
                 last_progress = time.monotonic()
             positions = consumer.position([TopicPartition(topic, p) for p in todo])
-            if all(tp.offset >= todo[tp.partition][1] for tp in positions):
+            if all(tp.offset >= reader.ends[tp.partition] for tp in positions):
                 break
             if time.monotonic() - last_progress > idle_timeout_s:
                 raise RuntimeError(f"reading {topic} for the scorecard stalled at {positions} (end {span.end})")
     finally:
         consumer.close()
-    return {pair: PriceSeries(rows) for pair, rows in ticks.items()}, read, skipped
+    return {pair: PriceSeries(rows) for pair, rows in reader.ticks.items()}, reader.read, reader.skipped
 
 
 def scorecard_lines(card: Scorecard, series: dict[tuple[str, str], PriceSeries]) -> list[str]:

@@ -6,8 +6,10 @@ import math
 import random
 
 from crypto_watcher.messages import Alert
+from processor.candle_alerts import evaluate_candle
 from processor.rules import CrossoverSettings, RsiSettings, RuleConfig, VolatilitySettings
-from processor.signals import DictState, candle_record, evaluate_candle
+from processor.windows import candle_record
+from tests.support.state import DictState
 
 T0 = 1_767_225_600_000
 MIN = 60_000
@@ -28,7 +30,7 @@ def run(closes: list[float], config: RuleConfig) -> list[Alert]:
             "close": close,
             "ticks": 3,
         }
-        alerts += evaluate_candle(candle_record(agg, "bitcoin:usd", MIN), config, 15 * MIN, state)
+        alerts += evaluate_candle(candle_record(agg, "bitcoin", "usd", MIN), config, 15 * MIN, state)
     return alerts
 
 

@@ -31,9 +31,9 @@ from processor.influx import (
     V1Writer,
     make_writer,
 )
-from processor.points import tick_line
 from tests.support.fault_proxy import FaultProxy
 from tests.support.pipeline import processor_settings, publisher, run_processor
+from tests.support.points import tick_line
 from tests.support.services import Influx, Influx2, Services, unique
 
 pytestmark = pytest.mark.services

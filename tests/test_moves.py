@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from processor.moves import sliding_changes
-from processor.signals import DictState
+from tests.support.state import DictState
 
 S = 1000
 W = [300 * S]
@@ -12,7 +12,7 @@ W = [300 * S]
 def feed(
     state: DictState, t: int, price: float, windows: list[int] = W, grace: int = 60 * S
 ) -> list[tuple[int, int, float, float]]:
-    out = sliding_changes("btc:usd", t, price, windows, grace, state)
+    out = sliding_changes("btc", "usd", t, price, windows, grace, state)
     return [(c["end"], c["ticks"], c["first"], c["last"]) for c in out]
 
 

@@ -15,7 +15,8 @@ import pytest
 from crypto_watcher.config import Plan
 from crypto_watcher.messages import Alert, pct_change
 from producer.coingecko import CoinGeckoClient
-from producer.service import CoinGeckoSource, Poller
+from producer.service import Poller
+from producer.sources import CoinGeckoSource
 from tests.support.coingecko import FakeCoinGecko, steady, steady_then_fall
 from tests.support.pipeline import processor_settings, publisher, run_processor
 from tests.support.services import Influx, Services, read_topic

@@ -13,8 +13,8 @@ from prometheus_client import REGISTRY
 
 from crypto_watcher.kafka import ensure_topic
 from crypto_watcher.messages import Tick
-from processor.points import tick_line
 from tests.support.pipeline import processor_settings, publisher, run_processor
+from tests.support.points import tick_line
 from tests.support.services import Influx, Influx2, Services, read_topic
 
 pytestmark = pytest.mark.services

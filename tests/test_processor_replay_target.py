@@ -25,7 +25,7 @@ import requests
 from crypto_watcher.config import InfluxApi, InfluxSettings
 from crypto_watcher.messages import Tick
 from processor.cli import main
-from processor.replay import choose_target
+from processor.replay_target import choose_target
 from tests.support.pipeline import publisher
 from tests.support.services import Influx, Influx2, Services, unique
 

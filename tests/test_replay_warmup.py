@@ -1,6 +1,6 @@
 """The replay's warm-up (issue 14, item 4): long enough for RSI and EMAs to converge, derived not guessed.
 
-These run the real candle rules (``processor.signals``) in-process on a long random walk, once from
+These run the real candle rules (``processor.candle_alerts``) in-process on a long random walk, once from
 its first candle (the live run) and once from ``from - warmup`` (the replay), and check the
 tolerances the README states. The end-to-end check through Kafka and InfluxDB is
 tests/test_processor_replay_convergence.py.
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pytest
 
 from crypto_watcher.messages import Alert
+from processor.candle_alerts import evaluate_candle
 from processor.cli import build_parser
 from processor.replay import (
     CALM_RATIO,
@@ -26,7 +27,9 @@ from processor.replay import (
     warmup_ms,
 )
 from processor.rules import RsiSettings, RuleConfig, RuleSet, RulesFile
-from processor.signals import CANDLE_STATE, DictState, candle_record, evaluate_candle
+from processor.state import CANDLE_STATE
+from processor.windows import candle_record
+from tests.support.state import DictState
 
 T0 = 1_767_225_600_000
 MIN = 60_000
@@ -61,7 +64,7 @@ def run(closes: list[float], first: int, config: RuleConfig = RULES) -> Iterator
     for i in range(first, len(closes)):
         c = closes[i]
         agg = {"start": T0 + i * MIN, "end": T0 + (i + 1) * MIN, "open": c, "high": c, "low": c, "close": c, "ticks": 1}
-        alerts = evaluate_candle(candle_record(agg, "bitcoin:usd", MIN), config, 15 * MIN, state)
+        alerts = evaluate_candle(candle_record(agg, "bitcoin", "usd", MIN), config, 15 * MIN, state)
         s = state.get(CANDLE_STATE)
         if s.get("rsi_gain") is not None and s.get("rsi_n", 0) >= config.rsi.period:  # type: ignore[union-attr]
             yield Step(i, s["rsi_gain"], s["rsi_loss"], s["ema_fast"], s["ema_slow"], alerts)

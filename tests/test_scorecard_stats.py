@@ -23,15 +23,13 @@ import pandas as pd
 import pytest
 
 from crypto_watcher.messages import Alert
+from processor.forward_returns import PriceSeries, Stats, quantile
 from processor.points import scorecard_baseline_line, scorecard_line
 from processor.scorecard import (
     DEFAULT_HORIZONS,
-    PriceSeries,
-    Stats,
     direction_of,
     format_table,
     horizons_from,
-    quantile,
     score,
 )
 

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
-from processor.signals import DictState, MoveRule, evaluate, window_change
+from processor.move_alerts import MoveRule, evaluate
+from processor.windows import window_change
+from tests.support.state import DictState
 
 T0 = 1_700_000_000_000
 MIN = 60_000
@@ -16,7 +18,8 @@ SPIKE = MoveRule("spike", "spike", 5.0, cooldown_ms=15 * MIN)
 
 def change(end: int, first: float, last: float, high: float, low: float, key: str = "bitcoin:usd") -> dict[str, Any]:
     agg = {"start": end - 15 * MIN, "end": end, "first": first, "last": last, "high": high, "low": low, "ticks": 5}
-    return window_change(agg, key, "15m", 15 * MIN)
+    coin, _, vs = key.partition(":")
+    return window_change(agg, coin, vs, "15m", 15 * MIN)
 
 
 def test_window_change_measures_from_first_high_and_low() -> None:
@@ -36,7 +39,7 @@ def test_drop_fires_once_with_the_move_and_reference() -> None:
     assert (a.kind, a.rule, a.coin, a.vs, a.event_time) == ("drop", "drop", "bitcoin", "usd", T0 + MIN)
     assert a.change_pct == -6.0 and a.reference_price == 100 and a.price == 94
     assert a.severity == "warning"
-    assert a.message == "bitcoin fell 6.00% within 15m: 94 USD, from the window high of 100 USD"
+    assert a.message == "bitcoin fell 6.00% within 15m: 94.00 USD, from the window high of 100.00 USD"
     # still below the threshold a minute later: no second alert
     assert evaluate(change(T0 + 2 * MIN, 100, 93, 100, 93), [DROP, SPIKE], state) == []
 
@@ -70,7 +73,8 @@ def test_one_move_alerts_once_across_windows_and_rules_are_independent() -> None
     assert len(evaluate(change(T0, 100, 94, 100, 94), [DROP, SPIKE], state)) == 1
     other_window = window_change(
         {"start": 0, "end": T0 + MIN, "first": 100, "last": 93, "high": 100, "low": 93, "ticks": 3},
-        "bitcoin:usd",
+        "bitcoin",
+        "usd",
         "1h",
         60 * MIN,
     )
@@ -90,7 +94,8 @@ def test_rearm_needs_every_window_to_ease() -> None:
             "low": min(last, 100),
             "ticks": 9,
         },
-        "bitcoin:usd",
+        "bitcoin",
+        "usd",
         "1h",
         60 * MIN,
     )
