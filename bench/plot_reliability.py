@@ -1,10 +1,10 @@
 """Draw the fault-injection timelines as PNGs for docs/reliability.md.
 
-Single broker (tests/test_fault_injection.py) -> docs/img/reliability.png:
-    bash scripts/services.sh up && .venv/bin/python -m pytest tests/test_fault_injection.py -s
+Single broker (tests/services/test_fault_injection.py) -> docs/img/reliability.png:
+    bash scripts/services.sh up && .venv/bin/python -m pytest tests/services/test_fault_injection.py -s
     .venv/bin/python bench/plot_reliability.py [.cache/reliability/fault-run.json]
-Production topology (tests/test_scale_out.py) -> docs/img/scale-out.png:
-    .venv/bin/python -m pytest tests/test_scale_out.py -s
+Production topology (tests/services/test_scale_out.py) -> docs/img/scale-out.png:
+    .venv/bin/python -m pytest tests/services/test_scale_out.py -s
     .venv/bin/python bench/plot_reliability.py --scale-out [.cache/reliability/scale-out.json]
 """
 

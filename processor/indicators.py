@@ -1,7 +1,7 @@
 """Indicator maths over candle closes: returns and their z-score, moving averages, Wilder's RSI.
 
 Pure functions of numbers. Each keeps the exact order of floating-point operations the alerts were
-first computed with: a replay and the pandas reference (tests/test_processor_reference.py) must
+first computed with: a replay and the pandas reference (tests/services/test_processor_reference.py) must
 see the very same floats, and an RSI a last bit away from its threshold would decide differently.
 """
 

@@ -2,7 +2,7 @@
 
 Why not Quix's ``sliding_window``: in quixstreams 3.28.1 a tick arriving late (within the grace
 period) gets a wrong aggregate for its own window — e.g. ``count=1`` where eleven ticks fall in
-it (reproduced in tests/test_processor_reference.py; reported upstream). Alerts must not depend
+it (reproduced in tests/services/test_processor_reference.py; reported upstream). Alerts must not depend
 on arrival order, so each key keeps the ticks of the longest window plus the grace period (a few
 hundred at CoinGecko's cadence) and every emission is computed from them exactly. A late tick
 re-emits every window end it falls into, so InfluxDB's last write per end is always the right

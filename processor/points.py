@@ -33,7 +33,7 @@ ALERT = "alert"
 SCORECARD = "scorecard"
 SCORECARD_BASELINE = "scorecard_baseline"
 
-# The escaping rules of influxdb-client's Point (tests/test_points.py checks byte equality with it
+# The escaping rules of influxdb-client's Point (tests/unit/processor/test_points.py checks byte equality with it
 # for arbitrary input); formatting directly is ~5x faster than building Point objects per record.
 _ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\r": r"\r", "\t": r"\t"})
 _ESCAPE_KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\r": r"\r", "\t": r"\t"})

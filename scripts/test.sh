@@ -20,7 +20,7 @@ cleanup() { for s in "${started[@]}"; do bash "scripts/$s.sh" stop || true; done
 trap cleanup EXIT
 ts=$SECONDS
 bash scripts/services.sh up || die "the services did not start; tests cannot run without them"
-# The production topology (3 brokers, RF 3, min ISR 2) for tests/test_kafka_cluster.py.
+# The production topology (3 brokers, RF 3, min ISR 2) for tests/services/test_kafka_cluster.py.
 bash scripts/kafka-cluster.sh start || die "the 3-broker Kafka cluster did not start; tests cannot run without it"
 log "services up in $((SECONDS - ts))s"
 
