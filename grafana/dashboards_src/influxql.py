@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any, Literal, Self
 
 from grafana_foundation_sdk.cog import builder as cogbuilder
-from grafana_foundation_sdk.cog import runtime as cogruntime
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models import dashboard
 
@@ -89,11 +88,6 @@ class InfluxQLQuery(cogvariants.Dataquery):
         if "datasource" in data:
             args["datasource"] = dashboard.DataSourceRef.from_json(data["datasource"])
         return cls(**args)
-
-
-def influxql_variant_config() -> cogruntime.DataqueryConfig:
-    """Lets the SDK decode dashboards holding InfluxQL queries (``register_dataquery_variant``)."""
-    return cogruntime.DataqueryConfig(identifier="influxdb", from_json_hook=InfluxQLQuery.from_json)
 
 
 class InfluxQL(cogbuilder.Builder[InfluxQLQuery]):

@@ -7,6 +7,8 @@ from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import stat, statushistory, table, timeseries
 from grafana_foundation_sdk.models import common, dashboard
 
+from crypto_watcher.config import ProcessorSettings, default_of
+
 from .common import (
     CHANGE_STEPS,
     COIN_DETAIL_UID,
@@ -27,8 +29,8 @@ from .influxql import InfluxAnnotation, InfluxQL
 PAIR = """"vs" = '$vs' AND "coin" =~ /^$coin$/"""
 """The filter every query shares: one quote currency, the selected coins (all by default)."""
 
-WINDOW_ORDER = ["5m", "15m", "1h"]
-"""Column order of the change matrix; windows not listed follow in the order they arrive."""
+WINDOW_ORDER: list[str] = list(default_of(ProcessorSettings, "windows"))
+"""Column order of the change matrix: the processor's default windows; others follow in the order they arrive."""
 
 
 def _detail_link(title: str, coin: str) -> dash.DashboardLink:
