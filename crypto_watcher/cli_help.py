@@ -79,10 +79,18 @@ def add_setting(
 
 
 def service_parser(prog: str, description: str | None, epilog: str) -> argparse.ArgumentParser:
-    """A service's top-level parser: the module docstring above, the examples below, both as written."""
+    """A service's top-level parser: the module docstring above, the examples below, both as written
+    but for the docstrings' reStructuredText quotes (````x````), which a terminal shows as noise."""
     return argparse.ArgumentParser(
-        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog,
+        description=_plain(description),
+        epilog=_plain(epilog),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def _plain(text: str | None) -> str | None:
+    return None if text is None else text.replace("``", "")
 
 
 def add_bootstrap(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> argparse.Action:
