@@ -1,5 +1,4 @@
-"""The line-protocol formatter equals influxdb-client's Point byte for byte, for any input, and
-the real InfluxDB 2 reads back what it wrote."""
+"""The real InfluxDB 2 reads back what the line-protocol formatter wrote, escapes included."""
 
 from __future__ import annotations
 

@@ -1,15 +1,7 @@
-"""Where ``crypto-processor replay`` writes: never into the live data by accident.
-
-Driven through the real CLI (``processor.cli.main``) against the real Kafka, InfluxDB 2 (what
-compose and the Helm chart deploy) and InfluxDB 1.x, with the live processor's settings in the
-environment as a deployment has them (CW_INFLUX_BUCKET / CW_INFLUX_DB naming the live data):
-
-- v2: ``--influx-bucket whatif`` creates that bucket and writes there, and nothing lands in the
-  live bucket; no target, or the live bucket named, exits 2 with a message naming ``--into-live``,
-  ``--influx-bucket`` and the live bucket, before anything is read or written; ``--influx-db``
-  (v1's option) is refused rather than ignored; ``--into-live`` writes into the live bucket exactly
-  what the what-if replay wrote; a token that may not create buckets gets a message saying what to do;
-- v1: the same rule with ``--influx-db``."""
+"""Where ``crypto-processor replay`` writes, on the real Kafka, InfluxDB 2 and InfluxDB 1.x, through
+the real CLI with the live processor's settings in the environment: a what-if bucket is created and
+written, nothing lands in the live bucket, ``--into-live`` writes there exactly what the what-if
+replay wrote, a token that may not create buckets is told what to do; v1: the same with ``--influx-db``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""History from /coins/{id}/market_chart/range into the ticks topic: right times, joined figures, resumable."""
+"""Backfill into the real ticks topic: right times, joined figures, resumable, plan limits, retention."""
 
 from __future__ import annotations
 

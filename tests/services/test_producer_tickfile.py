@@ -1,4 +1,4 @@
-"""replay-file: CSV or JSON Lines of ticks, every line validated (bad ones named FILE:LINE), paced by event time."""
+"""replay-file into the real ticks topic: the good lines are published, the bad ones named and left out."""
 
 from __future__ import annotations
 

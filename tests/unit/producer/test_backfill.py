@@ -1,4 +1,5 @@
-"""History from /coins/{id}/market_chart/range into the ticks topic: right times, joined figures, resumable."""
+"""Backfill without Kafka: chunks on a fixed grid keep the wanted granularity, /market_chart/range
+answers are joined by timestamp with bad points skipped, and --from/--to parse."""
 
 from __future__ import annotations
 

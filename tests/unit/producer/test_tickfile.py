@@ -1,4 +1,5 @@
-"""replay-file: CSV or JSON Lines of ticks, every line validated (bad ones named FILE:LINE), paced by event time."""
+"""replay-file without Kafka: CSV or JSON Lines, every line validated (bad ones named FILE:LINE),
+times in every form, paced by event time, --check-only."""
 
 from __future__ import annotations
 
