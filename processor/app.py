@@ -1,17 +1,19 @@
 """The processor's stream: ticks -> prices, candles, per-window changes and alerts.
 
-Declared as a Quix Streams dataframe so windows, state, changelogs, checkpoints and backpressure
-are Quix's, not ours:
+Declared as a Quix Streams dataframe so state, changelogs, checkpoints and backpressure are Quix's,
+not ours:
 
-    ticks ─┬─ price point ──────────────────────────────────────────────► InfluxDB
-           ├─ exact sliding windows (processor.moves) ─► change ─┬──────► InfluxDB
-           │                                                  └─ move rules ─┐
-           ├─ tumbling candle (current) ─────────────────────────────────────► InfluxDB
-           └─ tumbling candle (final) ─► volatility / crossover / RSI rules ─┴► alerts ► InfluxDB, crypto.alerts
+    ticks ─ one stateful step per tick ─┬─ price point ───────────────────────────────► InfluxDB
+                                        ├─ sliding windows (processor.moves) ─ change ─► InfluxDB
+                                        │       └─ move rules ───────────────┐
+                                        ├─ candle in progress (processor.candles) ─────► InfluxDB
+                                        │       └─ closed candles ─ volatility / crossover / RSI rules
+                                        └─ alerts ◄──────────────────────────┘ ─► InfluxDB, crypto.alerts
 
-Every window is per ``<coin>:<vs>`` key and in event time with a grace period for late ticks
-(sliding windows are computed in ``processor.moves``: Quix's mishandles late ticks, see there);
-rule state (cooldown, re-arm, indicator history) is Quix state, changelogged to Kafka.
+Everything is per ``<coin>:<vs>`` key and in event time with a grace period for late ticks. The
+windows are computed from the pair's own state rather than with Quix's window operators
+(``processor.moves`` and ``processor.candles`` say why); rule state (cooldown, re-arm, indicator
+history) is the same per-key Quix state, changelogged to Kafka.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from quixstreams import Application
-from quixstreams.dataframe import StreamingDataFrame
-from quixstreams.dataframe.windows import Count, Earliest, Latest, Max, Min
 from quixstreams.models import TopicConfig
 from quixstreams.models.serializers import Deserializer
 from quixstreams.state.rocksdb import RocksDBOptions
@@ -32,10 +32,11 @@ from quixstreams.state.rocksdb import RocksDBOptions
 from crypto_watcher.config import ProcessorSettings
 from crypto_watcher.kafka import cluster_replication, retention_config
 from crypto_watcher.logs import add_context_provider
-from crypto_watcher.messages import Alert, MessageError, Tick, message_key, pair_of
+from crypto_watcher.messages import Alert, MessageError, Tick, message_key
 from crypto_watcher.times import format_time, ms_to_s
 from processor import metrics
 from processor.candle_alerts import evaluate_candle
+from processor.candles import advance_candles
 from processor.dlq import DeadLetters
 from processor.influx import InfluxSink, make_writer
 from processor.move_alerts import MoveRule, evaluate_changes, move_rules
@@ -168,42 +169,15 @@ def build_pipeline(
     sdf = sdf.apply(check_key, metadata=True)
     if tick_filter is not None:
         sdf = sdf.filter(tick_filter)
-    # Quix's per-record machinery (each step, each branch copying the value, each state access)
-    # costs more than the work itself, so one stateful step does everything a tick implies on its
-    # own key: its price point, its window changes and their points, and the move alerts (each
-    # reading and writing its state once: processor.state.PackedState). Live runs skip the time
-    # filters that only replay needs.
+    # Quix's per-record machinery (each step, each branch copying the value, each state access,
+    # each window operator's scan for windows to expire) costs more than the work itself, so one
+    # stateful step does everything a tick implies on its own key: its price point, its window
+    # changes and their points, the move alerts, its candle and the candle rules of every candle it
+    # closes (each family reading and writing its state once: processor.state.PackedState). Live
+    # runs skip the time filters that only replay needs.
     live = alert_filter is None
     windows_ms = ruleset.window_ms
-
-    def on_tick(tick: dict[str, Any], _key: Any, _ts: int, _h: Any, state: Any) -> tuple[list[str], list[Alert]]:
-        lines = [price_line(tick)] if live or keep_output(tick) else []
-        changes = sliding_changes(
-            tick["coin"], tick["vs"], tick["event_time"], tick["price"], windows_ms, ruleset.grace, state
-        )
-        alerts = evaluate_changes(changes, rules_for(tick["coin"]), state) if changes else []
-        lines += [change_line(c) for c in changes if live or keep_output({"event_time": c["end"]})]
-        return lines, alerts
-
-    moves = sdf.apply(on_tick, stateful=True, metadata=True)
-    moves.apply(_first).sink(sink)
-    alert_streams: list[StreamingDataFrame] = [moves.apply(_second, expand=True)]
-
     interval = ruleset.candle_interval
-
-    def candles(name: str) -> Any:
-        return sdf.tumbling_window(duration_ms=interval, grace_ms=ruleset.grace, name=name).agg(
-            open=Earliest("price"), high=Max("price"), low=Min("price"), close=Latest("price"), ticks=Count()
-        )
-
-    def to_candle(agg: dict[str, Any], key: Any, _ts: int, _h: Any) -> Any:
-        return candle_record(agg, *pair_of(key), interval)
-
-    def to_candle_line(agg: dict[str, Any], key: Any, _ts: int, _h: Any) -> str:
-        candle = candle_record(agg, *pair_of(key), interval)
-        return candle_line(candle) if live or keep_output({"event_time": candle["start"]}) else ""
-
-    candles("candle").current().apply(to_candle_line, metadata=True).sink(sink)
 
     def on_closed(candle: dict[str, Any], state: Any) -> list[Alert]:
         coin = candle["coin"]
@@ -216,16 +190,28 @@ def build_pipeline(
             _warn_first_side(candle, _cross_side(state))
         return alerts
 
-    closed = candles("candle_closed").final().apply(to_candle, metadata=True)
-    alert_streams.append(closed.apply(on_closed, stateful=True, expand=True))
+    def on_tick(tick: dict[str, Any], _key: Any, _ts: int, _h: Any, state: Any) -> tuple[list[str], list[Alert]]:
+        coin, vs, event_time, price = tick["coin"], tick["vs"], tick["event_time"], tick["price"]
+        lines = [price_line(tick)] if live or keep_output(tick) else []
+        current, closed = advance_candles(event_time, price, interval, ruleset.grace, state)
+        changes = sliding_changes(coin, vs, event_time, price, windows_ms, ruleset.grace, state)
+        alerts = evaluate_changes(changes, rules_for(coin), state) if changes else []
+        lines += [change_line(c) for c in changes if live or keep_output({"event_time": c["end"]})]
+        if current is not None and (live or keep_output({"event_time": current["start"]})):
+            lines.append(candle_line(candle_record(current, coin, vs, interval)))
+        for window in closed:
+            alerts += on_closed(candle_record(window, coin, vs, interval), state)
+        return lines, alerts
 
-    for alerts in alert_streams:
-        if not live:
-            alerts = alerts.filter(lambda a: keep_output({"event_time": a.event_time}))
-        alerts.apply(alert_line).sink(sink)
-        if alerts_topic is None:
-            alerts.update(on_alert)  # type: ignore[arg-type]
-            continue
+    moves = sdf.apply(on_tick, stateful=True, metadata=True)
+    moves.apply(_first).sink(sink)
+    alerts = moves.apply(_second, expand=True)
+    if not live:
+        alerts = alerts.filter(lambda a: keep_output({"event_time": a.event_time}))
+    alerts.apply(alert_line).sink(sink)
+    if alerts_topic is None:
+        alerts.update(on_alert)  # type: ignore[arg-type]
+    else:
         # The alert record's Kafka timestamp is when it was published, not the tick's event time
         # (which the value carries): idempotence and retention need recent timestamps (contracts.md).
         alerts.apply(_publish_alert).set_timestamp(_now_ms).to_topic(alerts_topic)

@@ -7,7 +7,7 @@ on arrival order, so each key keeps the ticks of the longest window plus the gra
 hundred at CoinGecko's cadence) and every emission is computed from them exactly. A late tick
 re-emits every window end it falls into, so InfluxDB's last write per end is always the right
 aggregate; a tick repeating an event time (a producer restart) replaces, never double-counts.
-Quix's tumbling windows (candles) are correct for late ticks and are used as they are.
+Candles are computed the same way, from state (processor.candles).
 """
 
 from __future__ import annotations
