@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--before", default=".cache/bench/before", help="folder holding the old processor/ package")
     p.add_argument("--coins", type=int, default=40, help="coins in the feed (default 40)")
     p.add_argument("--minutes", type=int, default=360, help="minutes of ticks per coin (default 360)")
+    p.add_argument(
+        "--windows",
+        default="5m,15m,1h",
+        help="the processor's CW_WINDOWS in every run (default 5m,15m,1h: the windows both versions have; "
+        "the 4h and 24h windows are new, so they and their alerts differ on purpose)",
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--topic", help=argparse.SUPPRESS)
     p.add_argument("--group", help=argparse.SUPPRESS)
@@ -88,6 +94,7 @@ def work(args: argparse.Namespace) -> dict[str, Any]:
             "influx_db": args.db,
             "commit_interval": 1000,
             "http_port": -1,
+            "windows": args.windows,
         },
     )
     pipeline = build_pipeline(settings)
@@ -100,8 +107,11 @@ def work(args: argparse.Namespace) -> dict[str, Any]:
     return {"processor_code": common.repo_path(Path(processor.__file__).parent), "points": pipeline.sink.points_written}
 
 
-def run(code: Path, topic: str, group: str, state_dir: str, db: str, alerts: str, log: Any) -> dict[str, Any]:
+def run(
+    code: Path, topic: str, group: str, state_dir: str, db: str, alerts: str, log: Any, windows: str
+) -> dict[str, Any]:
     argv = [sys.executable, str(Path(__file__).resolve()), "--worker", "--topic", topic, "--group", group]
+    argv += ["--windows", windows]
     argv += ["--state-dir", state_dir, "--db", db, "--alerts-topic", alerts]
     env = {"PYTHONPATH": str(code)} if code != common.ROOT else {}
     return common.run_worker(argv, stderr=log, env=env, timeout_s=1800)
@@ -174,11 +184,13 @@ def main() -> int:
         common.fill_topic(upgrade, records[:half])
         print(f"feed: {len(ticks):,} ticks of {args.coins} coins ({half:,} before the upgrade)", flush=True)
         with log_path.open("a") as log:
-            a = run(before, full, f"{tag}-A", str(work_dir / "A"), dbs["A"], f"{tag}.A.alerts", log)
-            b = run(common.ROOT, full, f"{tag}-B", str(work_dir / "B"), dbs["B"], f"{tag}.B.alerts", log)
-            c1 = run(before, upgrade, f"{tag}-C", str(work_dir / "C"), dbs["C"], f"{tag}.C.alerts", log)
+            a = run(before, full, f"{tag}-A", str(work_dir / "A"), dbs["A"], f"{tag}.A.alerts", log, args.windows)
+            b = run(common.ROOT, full, f"{tag}-B", str(work_dir / "B"), dbs["B"], f"{tag}.B.alerts", log, args.windows)
+            c1 = run(before, upgrade, f"{tag}-C", str(work_dir / "C"), dbs["C"], f"{tag}.C.alerts", log, args.windows)
             common.fill_topic(upgrade, records[half:])
-            c2 = run(common.ROOT, upgrade, f"{tag}-C", str(work_dir / "C"), dbs["C"], f"{tag}.C.alerts", log)
+            c2 = run(
+                common.ROOT, upgrade, f"{tag}-C", str(work_dir / "C"), dbs["C"], f"{tag}.C.alerts", log, args.windows
+            )
         for name, r in (("A", a), ("B", b), ("C first half", c1), ("C second half", c2)):
             print(f"  {name}: {r['points']:,} points written by {r['processor_code']}")
         points = {name: everything_in(db) for name, db in dbs.items()}

@@ -217,8 +217,10 @@ class ProcessorSettings(KafkaSettings, InfluxSettings, HttpSettings):
     rules_file: str | None = None
     """Alert rules YAML (defaults + per-coin overrides; see README). When set, its windows, candle
     interval, grace, cooldown and thresholds replace the five settings below."""
-    windows: WindowList = Field(default_factory=lambda: ["5m", "15m", "1h"])
-    """Windows the percent change is computed over; the drop/spike rules apply to each."""
+    windows: WindowList = Field(default_factory=lambda: ["5m", "15m", "1h", "4h", "24h"])
+    """Windows the percent change is computed over; the drop/spike rules apply to each. Up to 1h a
+    window is exact over ticks, on every tick; a longer one is computed from candles as each candle
+    closes and spans up to 1/48 more (24h: 24h to 24h30m)."""
     candle_interval: Duration = 60_000
     """Candle length; volatility, crossover and RSI signals work on closed candles."""
     grace: DurationOrZero = 60_000

@@ -39,6 +39,7 @@ from processor.candle_alerts import evaluate_candle
 from processor.candles import advance_candles
 from processor.dlq import DeadLetters
 from processor.influx import InfluxSink, make_writer
+from processor.long_windows import is_long, long_changes
 from processor.move_alerts import MoveRule, evaluate_changes, move_rules
 from processor.moves import sliding_changes
 from processor.points import alert_line, candle_line, change_line, price_line
@@ -166,17 +167,16 @@ def build_pipeline(
         return rules_cache[coin]
 
     sdf = app.dataframe(ticks)
-    sdf = sdf.apply(check_key, metadata=True)
-    if tick_filter is not None:
-        sdf = sdf.filter(tick_filter)
     # Quix's per-record machinery (each step, each branch copying the value, each state access,
     # each window operator's scan for windows to expire) costs more than the work itself, so one
     # stateful step does everything a tick implies on its own key: its price point, its window
     # changes and their points, the move alerts, its candle and the candle rules of every candle it
-    # closes (each family reading and writing its state once: processor.state.PackedState). Live
-    # runs skip the time filters that only replay needs.
+    # closes (each family reading and writing its state once: processor.state.PackedState). The key
+    # check and replay's tick filter run inside it too (a step less per tick); live runs skip the
+    # time filters that only replay needs.
     live = alert_filter is None
-    windows_ms = ruleset.window_ms
+    windows_ms = [ms for ms in ruleset.window_ms if not is_long(ms)]
+    long_windows = [(name, ms) for name, ms in zip(ruleset.windows, ruleset.window_ms, strict=True) if is_long(ms)]
     interval = ruleset.candle_interval
 
     def on_closed(candle: dict[str, Any], state: Any) -> list[Alert]:
@@ -190,17 +190,25 @@ def build_pipeline(
             _warn_first_side(candle, _cross_side(state))
         return alerts
 
-    def on_tick(tick: dict[str, Any], _key: Any, _ts: int, _h: Any, state: Any) -> tuple[list[str], list[Alert]]:
+    def on_tick(tick: dict[str, Any], key: Any, ts: int, headers: Any, state: Any) -> tuple[list[str], list[Alert]]:
+        check_key(tick, key, ts, headers)  # a tick under another pair's key goes to the DLQ untouched
+        if tick_filter is not None and not tick_filter(tick):
+            return [], []
         coin, vs, event_time, price = tick["coin"], tick["vs"], tick["event_time"], tick["price"]
         lines = [price_line(tick)] if live or keep_output(tick) else []
         current, closed = advance_candles(event_time, price, interval, ruleset.grace, state)
-        changes = sliding_changes(coin, vs, event_time, price, windows_ms, ruleset.grace, state)
+        changes = sliding_changes(coin, vs, event_time, price, windows_ms, ruleset.grace, state) if windows_ms else []
         alerts = evaluate_changes(changes, rules_for(coin), state) if changes else []
-        lines += [change_line(c) for c in changes if live or keep_output({"event_time": c["end"]})]
         if current is not None and (live or keep_output({"event_time": current["start"]})):
             lines.append(candle_line(candle_record(current, coin, vs, interval)))
         for window in closed:
-            alerts += on_closed(candle_record(window, coin, vs, interval), state)
+            candle = candle_record(window, coin, vs, interval)
+            alerts += on_closed(candle, state)
+            if long_windows:
+                long = long_changes(candle, long_windows, interval, state)
+                alerts += evaluate_changes(long, rules_for(coin), state)
+                changes += long
+        lines += [change_line(c) for c in changes if live or keep_output({"event_time": c["end"]})]
         return lines, alerts
 
     moves = sdf.apply(on_tick, stateful=True, metadata=True)

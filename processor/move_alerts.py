@@ -15,6 +15,7 @@ from typing import Any, Literal
 from crypto_watcher.messages import Alert
 from crypto_watcher.money import money
 from processor.alerts import make_alert, severity_of
+from processor.long_windows import is_long
 from processor.rules import RuleSet
 from processor.state import MOVE_STATE, PackedState, StateLike
 
@@ -27,7 +28,8 @@ class MoveRule:
     inside the window still counts); a spike from the window's low. After firing, the rule is quiet
     for ``cooldown_ms`` of event time *across all windows* (one crash is one alert, not one per
     window) and until the move has eased below ``rearm_ratio`` x threshold in every window
-    (hysteresis), so a price hovering at the threshold cannot fire again and again.
+    (hysteresis), so a price hovering at the threshold cannot fire again and again. The hour
+    windows and the long ones (over an hour) re-arm apart: each family once all its windows eased.
     """
 
     name: str
@@ -83,16 +85,24 @@ def _measure(change: Mapping[str, Any], rule: MoveRule) -> tuple[float, float, b
     return move, change["low"], move >= rule.threshold_pct, move < rule.threshold_pct * rule.rearm_ratio
 
 
-def _disarmed(rule: MoveRule, window: str, eased: bool, state: StateLike) -> bool:
-    """Record whether the move holds in ``window``; the rule re-arms once it has eased in *every*
-    window: a 1h window keeps seeing a crash for an hour after the 5m window forgot it, and that is
-    still the same crash."""
-    engaged: dict[str, bool] = state.get(f"engaged:{rule.name}", {})
+def _family(rule: MoveRule, change: Mapping[str, Any]) -> str:
+    """The re-arm flags' owner: the hour windows, or the long ones (``<rule>@long``).
+
+    A crash keeps a 24h window engaged all day; if the hour windows had to wait for it to ease too,
+    a second crash hours later would go unreported."""
+    return f"{rule.name}@long" if is_long(int(change["window_ms"])) else rule.name
+
+
+def _disarmed(family: str, window: str, eased: bool, state: StateLike) -> bool:
+    """Record whether the move holds in ``window``; the family re-arms once it has eased in *every*
+    one of its windows: a 1h window keeps seeing a crash for an hour after the 5m window forgot
+    it, and that is still the same crash."""
+    engaged: dict[str, bool] = state.get(f"engaged:{family}", {})
     engaged[window] = not eased
-    state.set(f"engaged:{rule.name}", engaged)
-    disarmed: bool = state.get(f"disarmed:{rule.name}", False)
+    state.set(f"engaged:{family}", engaged)
+    disarmed: bool = state.get(f"disarmed:{family}", False)
     if disarmed and not any(engaged.values()):
-        state.set(f"disarmed:{rule.name}", False)
+        state.set(f"disarmed:{family}", False)
         disarmed = False
     return disarmed
 
@@ -105,13 +115,16 @@ def _evaluate(change: Mapping[str, Any], rules: list[MoveRule], state: StateLike
         if rule.windows is not None and window not in rule.windows:
             continue
         move, reference, crossed, eased = _measure(change, rule)
-        if _disarmed(rule, window, eased, state) or not crossed:
+        if _disarmed(_family(rule, change), window, eased, state) or not crossed:
             continue
         last_fired = state.get(f"fired:{rule.name}")
         if last_fired is not None and end - int(last_fired) < rule.cooldown_ms:
             continue
+        # One move, one alert: the cooldown is the rule's, and firing disarms both families (the
+        # hour windows seeing a crash first, then the 4h window, is still that crash).
         state.set(f"fired:{rule.name}", end)
         state.set(f"disarmed:{rule.name}", True)
+        state.set(f"disarmed:{rule.name}@long", True)
         alerts.append(_move_alert(change, rule, move, reference))
     return alerts
 

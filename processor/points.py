@@ -20,6 +20,7 @@ written once would make every later float write fail.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -53,7 +54,9 @@ def _line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, Any], 
     )
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _tag_value(value: str) -> str:
+    """Cached: tag values are a few thousand coin names, a few currencies, sources and windows."""
     escaped = value.translate(_ESCAPE_KEY)
     return escaped + " " if escaped.endswith("\\") else escaped
 
@@ -91,6 +94,11 @@ def _format(
     for key, prefix in fields:
         value = field_values[key]
         if value is None:
+            continue
+        if value.__class__ is float:  # nearly every field: _number inlined, ~10 % of a tick's CPU
+            if value - value == 0.0:  # finite (inf - inf and nan - nan are nan)
+                text_value = repr(value)
+                parts.append(prefix + (text_value[:-2] if text_value.endswith(".0") else text_value))
             continue
         if isinstance(value, str):
             parts.append(f'{prefix}"{value.translate(_ESCAPE_STRING)}"')

@@ -45,6 +45,7 @@ from crypto_watcher.config import InfluxApi, ProcessorSettings
 from crypto_watcher.kafka import client_config
 from crypto_watcher.times import format_time
 from processor.app import Pipeline, build_pipeline, ruleset_from
+from processor.long_windows import history_ms
 from processor.metrics import OffsetsWatcher
 from processor.replay_target import ensure_bucket
 from processor.rules import RuleSet
@@ -163,7 +164,8 @@ def _needs(rules: RuleSet, coin: str | None, residual: float) -> list[tuple[int,
         candles(vol.baseline + 2, f"volatility needs {vol.baseline} returns and 2x its cooldown", 2 * cool)
     cooldowns = [rules.cooldown(name, move.cooldown) for move in (config.drop, config.spike) if move is not None]
     if cooldowns:
-        needs.append((max(rules.window_ms) + 2 * max(cooldowns), "the longest window and 2x the drop/spike cooldown"))
+        longest = max(history_ms(ms, interval) for ms in rules.window_ms)
+        needs.append((longest + 2 * max(cooldowns), "the longest window and 2x the drop/spike cooldown"))
     return needs
 
 
@@ -172,7 +174,7 @@ def warmup(rules: RuleSet, residual: float = WARMUP_RESIDUAL) -> Warmup:
 
     Even without any rule the windows need their whole length before ``from``: the range's
     ``change`` points are the live run's only if every window holds all its ticks."""
-    needs = [(max(rules.window_ms), "the longest window")]
+    needs = [(max(history_ms(ms, rules.candle_interval) for ms in rules.window_ms), "the longest window")]
     needs += _needs(rules, None, residual)
     for coin in rules.spec.coins:
         needs += [(ms, f"{why} ({coin})") for ms, why in _needs(rules, coin, residual)]

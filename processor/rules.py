@@ -7,7 +7,7 @@ composed into nodes first so every validation error can point at the line it cam
 Example (docs: README "Alert rules")::
 
     defaults:
-      windows: [5m, 15m, 1h]
+      windows: [5m, 15m, 1h, 4h, 24h]
       candle_interval: 1m
       cooldown: 15m
       rules:

@@ -134,6 +134,49 @@ def test_window_changes_equal_reference(live: LiveRun, window: str) -> None:
     pd.testing.assert_frame_equal(got, want[cols], check_dtype=False)
 
 
+def reference_long_changes(ticks: list[Tick], window_ms: int, grace_ms: int = MIN) -> pd.DataFrame:
+    """A long window at every closed candle's end: the ticks since the start of the bucket
+    (window / 48 in whole minutes) the window's length before that end (processor.long_windows)."""
+    bucket = MIN * max(1, window_ms // (48 * MIN))
+    rows = []
+    for coin, group in frame(ticks).groupby("coin"):
+        g = group.sort_values("t")
+        closed_until = g["t"].max() - grace_ms  # a candle closes once the pair's newest tick is past its end + grace
+        for start in sorted(set(g["t"] - g["t"] % MIN)):
+            end = start + MIN
+            if end > closed_until:
+                continue
+            since = (end - window_ms) - (end - window_ms) % bucket
+            inside = g[(g["t"] >= since) & (g["t"] < end)]
+            rows.append(
+                {
+                    "coin": coin,
+                    "time": end,
+                    "first": inside["price"].iloc[0],
+                    "last": inside["price"].iloc[-1],
+                    "high": inside["price"].max(),
+                    "low": inside["price"].min(),
+                    "ticks": float(len(inside)),
+                }
+            )
+    return pd.DataFrame(rows).sort_values(["coin", "time"]).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("window", ["4h", "24h"])
+def test_long_window_changes_equal_reference(live: LiveRun, window: str) -> None:
+    """Computed from candles as each closes; the two-hour feed fits in either window whole, so this
+    checks the candle bookkeeping on late ticks (tests/unit/processor/test_long_windows.py checks
+    the buckets leaving a window)."""
+    influx = Influx(live.services.influx_url)
+    cols = ["coin", "time", "first", "last", "high", "low", "ticks"]
+    got = stored(
+        influx, live.settings.influx_db, f"SELECT * FROM change WHERE \"window\" = '{window}' GROUP BY coin", cols
+    )
+    want = reference_long_changes(live.ticks, {"4h": 240 * MIN, "24h": 1440 * MIN}[window])
+    assert len(want) > 300
+    pd.testing.assert_frame_equal(got, want[cols], check_dtype=False)
+
+
 def test_candles_equal_reference(live: LiveRun) -> None:
     influx = Influx(live.services.influx_url)
     cols = ["coin", "time", "open", "high", "low", "close", "ticks"]

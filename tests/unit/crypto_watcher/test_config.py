@@ -12,7 +12,12 @@ from processor.app import rocksdb_options
 
 def test_defaults() -> None:
     s = load_settings(ProcessorSettings)
-    assert (s.window_ms, s.cooldown, s.grace, s.drop_pct) == ([300_000, 900_000, 3_600_000], 900_000, 60_000, 5.0)
+    assert (s.window_ms, s.cooldown, s.grace, s.drop_pct) == (
+        [300_000, 900_000, 3_600_000, 14_400_000, 86_400_000],
+        900_000,
+        60_000,
+        5.0,
+    )
     p = load_settings(ProducerSettings)
     assert (p.coins, p.vs_currencies, p.poll_interval, p.coingecko_plan.value) == (
         ["bitcoin", "ethereum"],
@@ -93,7 +98,7 @@ def test_flag_help_is_the_setting_s_description_variable_and_default() -> None:
     from crypto_watcher.cli_help import choices_of, setting_help
 
     text = setting_help(ProcessorSettings, "windows")
-    assert text.startswith("Windows the percent change") and text.endswith("[CW_WINDOWS, default 5m,15m,1h]")
+    assert text.startswith("Windows the percent change") and text.endswith("[CW_WINDOWS, default 5m,15m,1h,4h,24h]")
     assert setting_help(ProcessorSettings, "cooldown", "quiet time") == "quiet time [CW_COOLDOWN, default 15m]"
     assert setting_help(ProcessorSettings, "rules_file", "rules").endswith("[CW_RULES_FILE, default: none]")
     assert (

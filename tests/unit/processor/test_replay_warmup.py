@@ -34,6 +34,12 @@ from tests.support.state import DictState
 T0 = 1_767_225_600_000
 MIN = 60_000
 RULES = RuleConfig(drop=None, spike=None, rsi=RsiSettings(oversold=40, overbought=60))
+HOUR_WINDOWS = ["5m", "15m", "1h"]
+"""Without the default 4h and 24h windows, which otherwise set the warm-up (see the last test)."""
+
+
+def hour_rules(**overrides: object) -> RuleSet:
+    return RuleSet.defaults(windows=HOUR_WINDOWS, **overrides)
 
 
 def walk(n: int, seed: int, sigma: float = 0.003, trend: float = 0.0) -> list[float]:
@@ -88,7 +94,7 @@ def default_warm_candles(rules: RuleSet) -> int:
 
 
 def test_the_default_warmup_is_derived_from_rsi14_to_one_millionth() -> None:
-    rules = RuleSet.defaults()
+    rules = hour_rules()
     planned = warmup(rules)
     # RSI(14): 15 closes seed Wilder's averages, then k steps with (13/14)**k <= 1e-6 < (13/14)**(k-1)
     k = smoothing_steps(1 / 14, WARMUP_RESIDUAL)
@@ -100,15 +106,19 @@ def test_the_default_warmup_is_derived_from_rsi14_to_one_millionth() -> None:
 
 
 def test_longer_rules_lengthen_the_warmup() -> None:
-    base = warmup_ms(RuleSet.defaults())
-    slow_rsi = RuleSet(RulesFile.model_validate({"coins": {"dogecoin": {"rules": {"rsi": {"period": 50}}}}}))
+    base = warmup_ms(hour_rules())
+    slow_rsi = RuleSet(
+        RulesFile.model_validate(
+            {"defaults": {"windows": HOUR_WINDOWS}, "coins": {"dogecoin": {"rules": {"rsi": {"period": 50}}}}}
+        )
+    )
     planned = warmup(slow_rsi)
     assert planned.ms > base and "RSI(50)" in planned.reason and "dogecoin" in planned.reason
-    long_cooldown = RuleSet.defaults(cooldown="3h")  # a move alert 3h before --from still silences it
+    long_cooldown = hour_rules(cooldown="3h")  # a move alert 3h before --from still silences it
     assert warmup_ms(long_cooldown) >= 60 * MIN + 2 * 180 * MIN
-    ema_only = RuleSet.defaults(rules={"rsi": None, "volatility": None, "crossover": {"fast": 20, "slow": 100}})
+    ema_only = hour_rules(rules={"rsi": None, "volatility": None, "crossover": {"fast": 20, "slow": 100}})
     assert "EMA(100)" in warmup(ema_only).reason
-    assert warmup_ms(RuleSet.defaults(), 1e-3) < base < warmup_ms(RuleSet.defaults(), 1e-9)
+    assert warmup_ms(hour_rules(), 1e-3) < base < warmup_ms(hour_rules(), 1e-9)
 
 
 def test_residual_outside_zero_one_is_refused() -> None:
@@ -125,7 +135,7 @@ def test_residual_outside_zero_one_is_refused() -> None:
 def test_a_replay_inside_the_data_matches_the_live_run_within_the_tolerance(seed: int) -> None:
     closes = walk(900, seed)
     tolerance = tolerances()
-    rsi, ema, live, replayed = compare(closes, 600, default_warm_candles(RuleSet.defaults()))
+    rsi, ema, live, replayed = compare(closes, 600, default_warm_candles(hour_rules()))
     assert rsi <= tolerance.rsi_points
     assert ema <= tolerance.ema_relative
     assert replayed == live and len(live) > 10
@@ -146,7 +156,7 @@ def test_the_rsi_bound_holds_where_the_seed_differs_most() -> None:
     falling = walk(500, 4, sigma=0.002, trend=-0.01)  # down ~1% a candle up to the warm-up's start
     closes = falling + [c * falling[-1] / 100 for c in walk(500, 5, sigma=0.001)]
     from_index = 700
-    first = from_index - default_warm_candles(RuleSet.defaults())
+    first = from_index - default_warm_candles(hour_rules())
     assert 490 <= first <= 500
     live = {s.index: s for s in run(closes, 0)}
     replayed = {s.index: s for s in run(closes, first)}
@@ -163,3 +173,12 @@ def test_the_rsi_bound_holds_where_the_seed_differs_most() -> None:
         assert abs(live[i].rsi - replayed[i].rsi) <= bound * (1 + 1e-9) + 1e-9
         if ratio <= CALM_RATIO:
             assert abs(live[i].rsi - replayed[i].rsi) <= tolerances().rsi_points
+
+
+def test_the_default_windows_set_the_default_warmup_since_4h_and_24h() -> None:
+    """The 24h window needs its day, its 30-minute bucket and a candle; the drop/spike cooldown
+    twice on top (an alert up to two cooldowns earlier still counts), and the grace period."""
+    rules = RuleSet.defaults()
+    planned = warmup(rules)
+    assert planned.ms == (24 * 60 + 30 + 1 + 2 * 15) * MIN + rules.grace
+    assert planned.reason == "the longest window and 2x the drop/spike cooldown"

@@ -46,7 +46,7 @@ coins:
 
 def test_empty_file_means_defaults(tmp_path: Path) -> None:
     rules = load_rules(write(tmp_path, ""))
-    assert rules.windows == ["5m", "15m", "1h"]
+    assert rules.windows == ["5m", "15m", "1h", "4h", "24h"]
 
 
 @pytest.mark.parametrize(
