@@ -198,18 +198,17 @@ def build_pipeline(
         lines = [price_line(tick)] if live or keep_output(tick) else []
         current, closed = advance_candles(event_time, price, interval, ruleset.grace, state)
         changes = sliding_changes(coin, vs, event_time, price, windows_ms, ruleset.grace, state) if windows_ms else []
-        alerts = evaluate_changes(changes, rules_for(coin), state) if changes else []
         if current is not None and (live or keep_output({"event_time": current["start"]})):
             lines.append(candle_line(candle_record(current, coin, vs, interval)))
+        candle_alerts: list[Alert] = []
         for window in closed:
             candle = candle_record(window, coin, vs, interval)
-            alerts += on_closed(candle, state)
+            candle_alerts += on_closed(candle, state)
             if long_windows:
-                long = long_changes(candle, long_windows, interval, state)
-                alerts += evaluate_changes(long, rules_for(coin), state)
-                changes += long
+                changes += long_changes(candle, long_windows, interval, state)
+        alerts = evaluate_changes(changes, rules_for(coin), state) if changes else []
         lines += [change_line(c) for c in changes if live or keep_output({"event_time": c["end"]})]
-        return lines, alerts
+        return lines, alerts + candle_alerts
 
     moves = sdf.apply(on_tick, stateful=True, metadata=True)
     moves.apply(_first).sink(sink)

@@ -69,9 +69,10 @@ def evaluate(change: Mapping[str, Any], rules: list[MoveRule], state: StateLike)
 def evaluate_changes(changes: Sequence[Mapping[str, Any]], rules: list[MoveRule], state: StateLike) -> list[Alert]:
     """:func:`evaluate` on each change in turn (one tick's windows), reading and writing state once."""
     cache = PackedState(state, MOVE_STATE)
+    values = cache.values()
     alerts: list[Alert] = []
     for change in changes:
-        alerts += _evaluate(change, rules, cache)
+        alerts += _evaluate(change, rules, values)
     cache.flush()
     return alerts
 
@@ -93,21 +94,22 @@ def _family(rule: MoveRule, change: Mapping[str, Any]) -> str:
     return f"{rule.name}@long" if is_long(int(change["window_ms"])) else rule.name
 
 
-def _disarmed(family: str, window: str, eased: bool, state: StateLike) -> bool:
+def _disarmed(family: str, window: str, eased: bool, values: dict[str, Any]) -> bool:
     """Record whether the move holds in ``window``; the family re-arms once it has eased in *every*
     one of its windows: a 1h window keeps seeing a crash for an hour after the 5m window forgot
-    it, and that is still the same crash."""
-    engaged: dict[str, bool] = state.get(f"engaged:{family}", {})
+    it, and that is still the same crash. (``values``: the packed state's dict, used directly on
+    this per-tick, per-window, per-rule path.)"""
+    engaged: dict[str, bool] = values.setdefault(f"engaged:{family}", {})
     engaged[window] = not eased
-    state.set(f"engaged:{family}", engaged)
-    disarmed: bool = state.get(f"disarmed:{family}", False)
-    if disarmed and not any(engaged.values()):
-        state.set(f"disarmed:{family}", False)
-        disarmed = False
-    return disarmed
+    disarmed_key = f"disarmed:{family}"
+    if values.get(disarmed_key, False):
+        if any(engaged.values()):
+            return True
+        values[disarmed_key] = False
+    return False
 
 
-def _evaluate(change: Mapping[str, Any], rules: list[MoveRule], state: StateLike) -> list[Alert]:
+def _evaluate(change: Mapping[str, Any], rules: list[MoveRule], values: dict[str, Any]) -> list[Alert]:
     alerts = []
     end = int(change["end"])
     window = change["window"]
@@ -115,16 +117,16 @@ def _evaluate(change: Mapping[str, Any], rules: list[MoveRule], state: StateLike
         if rule.windows is not None and window not in rule.windows:
             continue
         move, reference, crossed, eased = _measure(change, rule)
-        if _disarmed(_family(rule, change), window, eased, state) or not crossed:
+        if _disarmed(_family(rule, change), window, eased, values) or not crossed:
             continue
-        last_fired = state.get(f"fired:{rule.name}")
+        last_fired = values.get(f"fired:{rule.name}")
         if last_fired is not None and end - int(last_fired) < rule.cooldown_ms:
             continue
         # One move, one alert: the cooldown is the rule's, and firing disarms both families (the
         # hour windows seeing a crash first, then the 4h window, is still that crash).
-        state.set(f"fired:{rule.name}", end)
-        state.set(f"disarmed:{rule.name}", True)
-        state.set(f"disarmed:{rule.name}@long", True)
+        values[f"fired:{rule.name}"] = end
+        values[f"disarmed:{rule.name}"] = True
+        values[f"disarmed:{rule.name}@long"] = True
         alerts.append(_move_alert(change, rule, move, reference))
     return alerts
 

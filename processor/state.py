@@ -55,6 +55,11 @@ class PackedState:
         self._original = {k: _copy(v) for k, v in packed.items()}
         return packed
 
+    def values(self) -> dict[str, Any]:
+        """The group as a live dict, for hot loops that would call get/set many times per tick;
+        changes made to it (nested ones included) are written by :meth:`flush` like any set."""
+        return self._values if self._values is not None else self._load()
+
     def get(self, key: str, default: Any = None) -> Any:
         values = self._values if self._values is not None else self._load()
         return values.get(key, default)
