@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topic", help=argparse.SUPPRESS)
     p.add_argument("--tag", help=argparse.SUPPRESS)
     p.add_argument("--run-id", default="0", help=argparse.SUPPRESS)
+    # bench/replicas.py: several workers in one consumer group, writing into one database it checks
+    p.add_argument("--group", help=argparse.SUPPRESS)
+    p.add_argument("--db", help=argparse.SUPPRESS)
     return p
 
 
@@ -129,10 +132,11 @@ def work_processor(args: argparse.Namespace) -> dict[str, Any]:
     setup_logging("WARNING", "processor", "json")  # as deployed (alerts are WARNING lines), to the log file
     ends = common.topic_end_offsets(args.topic)
     expected = sum(ends.values())
-    db = common.unique("bench_proc")
+    shared = args.db is not None  # one of several replicas: the caller made the database and checks it
+    db = args.db or common.unique("bench_proc")
     state_dir = tempfile.mkdtemp(prefix="bench-proc-state-")
     run = common.unique(f"{args.tag}-{args.run_id}")  # a repeated run must not reuse a group or topic
-    group = f"{run}-proc"
+    group = args.group or f"{run}-proc"
     settings = load_settings(
         ProcessorSettings,
         {
@@ -149,7 +153,8 @@ def work_processor(args: argparse.Namespace) -> dict[str, Any]:
             "http_port": -1,
         },
     )
-    common.influx_create(db)
+    if not shared:
+        common.influx_create(db)
     try:
         built = time.perf_counter()
         pipeline = build_pipeline(settings)  # declares (creates) every topic, incl. Quix changelogs
@@ -189,7 +194,7 @@ def work_processor(args: argparse.Namespace) -> dict[str, Any]:
         elapsed = watcher.done_at - start
         points = pipeline.sink.points_written
         alerts = sum(common.topic_end_offsets(settings.alerts_topic).values())
-        stored = common.influx_count(db, "price", "price")
+        stored = expected if shared else common.influx_count(db, "price", "price")
         if stored != expected:
             raise RuntimeError(f"InfluxDB holds {stored} price points, expected {expected}")
         result: dict[str, Any] = {
@@ -212,7 +217,8 @@ def work_processor(args: argparse.Namespace) -> dict[str, Any]:
             result["profile"] = save_profile(args, profiler)
         return result
     finally:
-        common.influx_drop(db)
+        if not shared:
+            common.influx_drop(db)
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
