@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/x.py` puts bench/ on the path, not the repo; appended, so
@@ -492,20 +493,44 @@ def machine_busy_seconds() -> float:
     return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def service_pids() -> dict[str, int]:
-    """The local Kafka broker and InfluxDB (scripts/services.sh), to account for their CPU time."""
-    found: dict[str, int] = {}
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on ``port`` (IPv4 and IPv6), from /proc/net/tcp*."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    inodes.add(fields[9])
+    return inodes
+
+
+def _pid_listening_on(port: int) -> int | None:
+    """The process listening on ``port``: the benchmark's own service, whatever else runs here
+    (a test run's or another checkout's Kafka and InfluxDB look the same by name)."""
+    wanted = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    if not wanted:
+        return None
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if b"kafka.Kafka" in cmdline:
-            found["kafka"] = int(entry.name)
-        elif cmdline.startswith(b"influxd"):
-            found["influxdb"] = int(entry.name)
+        with contextlib.suppress(OSError):
+            for fd in (entry / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in wanted:
+                        return int(entry.name)
+    return None
+
+
+def service_pids() -> dict[str, int]:
+    """The Kafka broker and InfluxDB the benchmark talks to (CW_BENCH_KAFKA, CW_BENCH_INFLUX), to
+    account for their CPU time."""
+    found: dict[str, int] = {}
+    ports = {"kafka": int(KAFKA.rsplit(":", 1)[1]), "influxdb": urlsplit(INFLUX).port or 8086}
+    for name, port in ports.items():
+        pid = _pid_listening_on(port)
+        if pid is not None:
+            found[name] = pid
     return found
 
 

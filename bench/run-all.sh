@@ -35,12 +35,14 @@ if $quick; then
   step producer bench/producer_throughput.py --ticks 50000 --runs 1
   step latency bench/latency.py --duration 10 --warmup 5 --drain 15 --runs 1
   step memory bench/memory.py --coins 100 --rounds 5 --producer-polls 2 --runs 1
+  step replicas bench/replicas.py --ticks 20000 --runs 1
 else
   # Shortest first, the processor's 1M-tick runs (about 30 minutes) last.
   step sink bench/sink_throughput.py --ticks 200000 --runs 3
   step producer bench/producer_throughput.py --ticks 1000000 --runs 3
   step latency bench/latency.py --runs 3
   step memory bench/memory.py --coins 1000 10000 --runs 3
+  step replicas bench/replicas.py --runs 3
   step processor bench/processor_throughput.py --ticks 1000000 --runs 3
   if [[ "${BENCH_BEFORE:-}" == 1 && -d .cache/bench/before/processor ]]; then
     # The processor before the hot-path work (commit 0254f7d), for the before/after figure:
