@@ -336,7 +336,13 @@ def test_pipeline_on_v2_survives_429_503_and_an_outage_without_loss_or_duplicate
     rows = influx2.query(influx2_bucket, "SELECT price FROM price GROUP BY coin")
     assert sorted((r["coin"], r["time"]) for r in rows) == sorted((t.coin, t.event_time) for t in sent)
     count = influx2.query(influx2_bucket, 'SELECT count(change_pct) FROM change GROUP BY coin, "window"')
-    assert {r["count"] for r in count} == {300}  # every window end once, for every window
+    # every window end once, for every window: each tick's for the hour windows, each closed
+    # candle's for 4h and 24h (a minute's candle closes once a tick is a minute past its end)
+    last = max(t.event_time for t in sent)
+    closed = len({t.event_time // 60_000 for t in sent if (t.event_time // 60_000 + 2) * 60_000 <= last})
+    by_window = {(r["coin"], r["window"]): r["count"] for r in count}
+    hour = {(coin, w): 300 for coin in ("bitcoin", "ethereum") for w in ("5m", "15m", "1h")}
+    assert by_window == hour | {(coin, w): closed for coin in ("bitcoin", "ethereum") for w in ("4h", "24h")}
     assert pipeline.sink.rejected_points == 0
 
 
