@@ -59,13 +59,16 @@ COPY --from=build /opt/venv /opt/venv
 # kubelet reach the container from outside; the services default to 127.0.0.1), keep the
 # processor's RocksDB state and the notifier's delivered-ids database on the state volume, and
 # point HOME at /tmp (writable even with a read-only root filesystem) for libraries' caches.
+# Two malloc arenas, not one per thread and core: librdkafka's and RocksDB's threads otherwise each
+# keep freed memory of their own (docs/performance.md, "Memory").
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp \
     CW_HTTP_HOST=0.0.0.0 \
     CW_STATE_DIR=/var/lib/crypto-watcher/state \
-    CW_NOTIFY_STATE=/var/lib/crypto-watcher/state/delivered.sqlite
+    CW_NOTIFY_STATE=/var/lib/crypto-watcher/state/delivered.sqlite \
+    MALLOC_ARENA_MAX=2
 
 WORKDIR /var/lib/crypto-watcher
 USER 10001:10001

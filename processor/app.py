@@ -134,7 +134,11 @@ def build_pipeline(
         loglevel=None,  # Quix's logs go through the service's handler (JSON or console)
         # A SIGKILLed processor keeps its partitions until the group session times out (45 s by
         # default); 10 s lets a restarted one resume sooner, still far above a GC pause.
-        consumer_extra_config={"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2_000},
+        consumer_extra_config={
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 2_000,
+            "queued.max.messages.kbytes": settings.consumer_prefetch_kb,
+        },
         topic_manager=topics,
     )
     rf = replication.factor

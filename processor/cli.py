@@ -22,6 +22,7 @@ from crypto_watcher.config import ConfigError, ProcessorSettings, load_settings
 from crypto_watcher.durations import format_duration, parse_duration_ms
 from crypto_watcher.health import CachedCheck, kafka_reachable, serve
 from crypto_watcher.logs import setup_logging
+from crypto_watcher.memory import start_trimming
 from crypto_watcher.times import TIME_HELP, glue_time_values, time_arg
 from processor import metrics
 from processor.app import Pipeline, build_pipeline
@@ -247,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pipeline.sink.writer.description,
     )
     lag = LagMonitor(settings.kafka_bootstrap, settings.consumer_group, settings.ticks_topic).start()
+    start_trimming(settings.malloc_trim_interval)
     kafka_ok = CachedCheck(kafka_reachable(settings.kafka_bootstrap))
     current = [pipeline]  # the pipeline now running: a rejoin builds a new one
     influx_ok = CachedCheck(lambda: current[0].sink.writer.ping())

@@ -29,11 +29,11 @@ def test_defaults() -> None:
 
 def test_state_memory_settings_reach_rocksdb(monkeypatch: pytest.MonkeyPatch) -> None:
     default = rocksdb_options(load_settings(ProcessorSettings))
-    assert (default.block_cache_size, default.write_buffer_size) == (1024 * 2**20, 64 * 2**20)
-    monkeypatch.setenv("CW_STATE_CACHE_MB", "64")
-    monkeypatch.setenv("CW_STATE_WRITE_BUFFER_MB", "8")
-    small = rocksdb_options(load_settings(ProcessorSettings))
-    assert (small.block_cache_size, small.write_buffer_size) == (64 * 2**20, 8 * 2**20)
+    assert (default.block_cache_size, default.write_buffer_size) == (32 * 2**20, 8 * 2**20)
+    monkeypatch.setenv("CW_STATE_CACHE_MB", "1024")
+    monkeypatch.setenv("CW_STATE_WRITE_BUFFER_MB", "64")
+    large = rocksdb_options(load_settings(ProcessorSettings))
+    assert (large.block_cache_size, large.write_buffer_size) == (1024 * 2**20, 64 * 2**20)
     monkeypatch.setenv("CW_STATE_CACHE_MB", "2")
     with pytest.raises(ConfigError, match="CW_STATE_CACHE_MB"):
         load_settings(ProcessorSettings)
@@ -115,3 +115,26 @@ def test_window_list_and_percent_types_are_checked_where_they_are_set() -> None:
         load_settings(ProcessorSettings, {"windows": " , "})
     with pytest.raises(ConfigError, match="--spike-pct"):
         load_settings(ProcessorSettings, {"spike_pct": 150})
+
+
+def test_the_consumer_prefetch_cap_reaches_the_kafka_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """librdkafka's default prefetch (64 MB) held most of a backlog in memory; the setting caps it."""
+    from processor.app import build_pipeline
+
+    monkeypatch.setenv("CW_CONSUMER_PREFETCH_KB", "2048")
+    settings = load_settings(ProcessorSettings)
+    captured: dict[str, object] = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_application(**kwargs: object) -> None:
+        captured.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr("processor.app.Application", fake_application)
+    monkeypatch.setattr("processor.app.cluster_replication", lambda *_a: None)
+    monkeypatch.setattr("processor.app.topic_manager", lambda *_a: None)
+    with pytest.raises(Stop):
+        build_pipeline(settings)
+    assert captured["consumer_extra_config"]["queued.max.messages.kbytes"] == 2048  # type: ignore[index]
