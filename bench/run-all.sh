@@ -2,7 +2,7 @@
 # Every benchmark behind docs/performance.md, one after another (never in parallel: they share
 # the machine's cores, and a concurrent run would lower both figures), then the plots.
 #
-#   bash bench/run-all.sh            # the full set, about 70 minutes on 2 cores
+#   bash bench/run-all.sh            # the full set, about 3.5 hours on 2 cores (the soak alone 130 min)
 #   BENCH_BEFORE=1 bash bench/run-all.sh   # also the processor before the hot-path work (+15 min)
 #   bash bench/run-all.sh --quick    # small sizes, one run each: checks that everything works
 #
@@ -43,6 +43,7 @@ else
   step latency bench/latency.py --runs 3
   step memory bench/memory.py --coins 1000 10000 --runs 3
   step replicas bench/replicas.py --runs 3
+  step soak bench/soak.py --coins 10000 --minutes 130 --warmup 65 --span 15
   step processor bench/processor_throughput.py --ticks 1000000 --runs 3
   if [[ "${BENCH_BEFORE:-}" == 1 && -d .cache/bench/before/processor ]]; then
     # The processor before the hot-path work (commit 0254f7d), for the before/after figure:
