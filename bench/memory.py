@@ -44,11 +44,9 @@ STATE_DEFAULTS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--coins", type=int, nargs="+", default=[1000, 10000], help="coin counts (default 1000 10000)")
-    p.add_argument("--rounds", type=int, default=65, help="minutes of history fed to the processor (default 65)")
-    p.add_argument("--producer-polls", type=int, default=15, help="polls of the simulated producer (default 15)")
+def add_state_args(p: argparse.ArgumentParser) -> None:
+    """--state-cache-mb and --state-write-buffer-mb, defaulting to the processor's own (every
+    benchmark that starts the processor: memory.py, memory_breakdown.py, soak.py)."""
     p.add_argument(
         "--state-cache-mb",
         type=int,
@@ -62,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the processor's CW_STATE_WRITE_BUFFER_MB, RocksDB write buffer per partition "
         f"(default {STATE_DEFAULTS[1]}, its default)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--coins", type=int, nargs="+", default=[1000, 10000], help="coin counts (default 1000 10000)")
+    p.add_argument("--rounds", type=int, default=65, help="minutes of history fed to the processor (default 65)")
+    p.add_argument("--producer-polls", type=int, default=15, help="polls of the simulated producer (default 15)")
+    add_state_args(p)
     common.add_runs_arg(p)
     return p
 

@@ -316,10 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--coins", type=int, default=10000, help="coins (default 10000)")
     p.add_argument("--rounds", type=int, default=65, help="minutes of history fed to the processor (default 65)")
-    p.add_argument("--state-cache-mb", type=int, default=memory.STATE_DEFAULTS[0], help="CW_STATE_CACHE_MB")
-    p.add_argument(
-        "--state-write-buffer-mb", type=int, default=memory.STATE_DEFAULTS[1], help="CW_STATE_WRITE_BUFFER_MB"
-    )
+    memory.add_state_args(p)
     p.add_argument(
         "--consumer-config",
         nargs="*",

@@ -55,21 +55,15 @@ from pathlib import Path
 from typing import Any
 
 import common
+import memory
 import requests
 from confluent_kafka import Producer
 
-from crypto_watcher.config import ProcessorSettings
 from crypto_watcher.messages import Tick
 
 SCRIPT = "soak.py"
 LOGS = common.ROOT / ".cache" / "bench"
 BIN = Path(sys.executable).parent
-
-# The processor's own defaults, so that a result file named without a suffix measured exactly them.
-STATE_DEFAULTS = (
-    ProcessorSettings.model_fields["state_cache_mb"].default,
-    ProcessorSettings.model_fields["state_write_buffer_mb"].default,
-)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,19 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--partitions", type=int, default=3, help="partitions of the ticks topic (default 3)")
     p.add_argument("--seed", type=int, default=7, help="seed of the feed's prices (default 7)")
-    p.add_argument(
-        "--state-cache-mb",
-        type=int,
-        default=STATE_DEFAULTS[0],
-        help=f"the processor's CW_STATE_CACHE_MB, RocksDB block cache (default {STATE_DEFAULTS[0]}, its default)",
-    )
-    p.add_argument(
-        "--state-write-buffer-mb",
-        type=int,
-        default=STATE_DEFAULTS[1],
-        help=f"the processor's CW_STATE_WRITE_BUFFER_MB, RocksDB write buffer per partition "
-        f"(default {STATE_DEFAULTS[1]}, its default)",
-    )
+    memory.add_state_args(p)
     return p
 
 
@@ -540,7 +522,7 @@ def main() -> int:
         )
     print(f"verdict: {result['verdict']}")
     print(f"reproduce: {command_line}")
-    defaults = (args.state_cache_mb, args.state_write_buffer_mb) == STATE_DEFAULTS
+    defaults = (args.state_cache_mb, args.state_write_buffer_mb) == memory.STATE_DEFAULTS
     suffix = "" if defaults else f"-cache{args.state_cache_mb}-wb{args.state_write_buffer_mb}"
     common.save_results(
         f"soak-{args.coins}{suffix}",
