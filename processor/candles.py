@@ -13,8 +13,9 @@ tick (docs/performance.md). The same semantics, computed here on one small list 
   last to arrive on a tie), high and low the extremes, ticks the count of accepted ticks
   (a repeated event time counts again, as in Quix's ``Count``).
 
-``tests/unit/processor/test_candles.py`` checks these rules against Quix's own window on random
-late and repeated ticks; ``tests/services/test_processor_reference.py`` checks candles against pandas.
+``tests/unit/processor/test_candles.py`` pins each rule; ``bench/verify_identical.py`` compared the
+candles and the alerts on them with Quix's own window on a feed of late and repeated ticks (every
+point identical); ``tests/services/test_processor_reference.py`` checks candles against pandas.
 """
 
 from __future__ import annotations
