@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--commit-interval", default="1s", help="the processor's checkpoint interval (default 1s, its default)"
     )
+    p.add_argument(
+        "--code",
+        default=".",
+        help="folder whose processor/ package is measured (default: this checkout; e.g. the code before a change "
+        "after `git archive <commit> processor | tar -x -C .cache/bench/before`)",
+    )
     common.add_runs_arg(p)
     p.add_argument("--worker", choices=["echo"], help=argparse.SUPPRESS)
     p.add_argument("--ticks-topic", help=argparse.SUPPRESS)
@@ -154,8 +160,9 @@ def start_service(
         return subprocess.Popen(argv, cwd=common.ROOT, stdout=log, stderr=log), {}
     db = common.unique("bench_latency")
     state_dir = tempfile.mkdtemp(prefix="bench-latency-state-")
+    code = (common.ROOT / args.code).resolve()
     command = Path(sys.executable).parent / "crypto-processor"
-    argv = [str(command)] if command.exists() else [sys.executable, "-m", "processor"]
+    argv = [str(command)] if command.exists() and code == common.ROOT else [sys.executable, "-m", "processor"]
     argv += ["run", "--bootstrap", common.KAFKA, "--group", group, "--ticks-topic", topics["ticks"]]
     argv += ["--alerts-topic", topics["alerts"], "--influx-url", common.INFLUX, "--influx-db", db]
     argv += ["--state-dir", state_dir, "--http-port", "-1"]
@@ -166,6 +173,8 @@ def start_service(
         "CW_TICKS_PARTITIONS": "3",
         "CW_LOG_FORMAT": "json",
     }
+    if code != common.ROOT:
+        env["PYTHONPATH"] = str(code)
     proc = subprocess.Popen(argv, cwd=common.ROOT, stdout=log, stderr=log, env=env)
     return proc, {"db": db, "state_dir": state_dir}
 
@@ -346,6 +355,8 @@ def run_once(kind: str, args: argparse.Namespace, i: int) -> dict[str, Any]:
 def main() -> int:
     parser = build_parser()
     args = parser.parse_args()
+    if not ((common.ROOT / args.code).resolve() / "processor" / "app.py").is_file():
+        raise SystemExit(f"--code {args.code}: no processor/app.py there")
     if args.worker == "echo":
         work_echo(args)
         return 0
@@ -388,8 +399,9 @@ def main() -> int:
             f"p99 {common.percentile(values, 99):.1f} ms"
         )
     print(f"reproduce: {command}")
+    code = (common.ROOT / args.code).resolve()
     common.save_results(
-        f"latency-{args.commit_interval}",
+        f"latency-{args.commit_interval}" + ("" if code == common.ROOT else f"-{code.name}"),
         command,
         {"args": vars(args), "runs": runs, "p50": p50, "p99": p99},
     )
