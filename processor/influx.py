@@ -220,16 +220,20 @@ class InfluxSink(BatchingSink):
     **Early writes.** Quix's ``BatchingSink`` writes everything at the checkpoint, and the stream
     stops while it does: a second of ticks (~6,000 points at 1,000 ticks/s) was the p99 tick-to-alert
     latency and ~13 % of the processor's time in a backlog. So once a partition has
-    ``early_lines`` lines waiting, they are handed to one writer thread, which sends them while the
-    stream goes on (the wait is in the socket, outside the GIL); ``flush`` then waits for those
-    writes and sends only the rest. What the checkpoint promises is unchanged: offsets are committed
-    only after every write of the checkpoint succeeded; a transient error in any of them fails the
-    checkpoint with ``SinkBackpressureError`` (Quix re-reads from the last commit; the points already
-    written are written again, identically); refused lines are dead-lettered by ``flush`` on the
-    processing thread, before the commit. One thread, in submission order, then the rest: the last
-    write of a point (a candle rewritten as it fills) is still its last value. After a failed early
-    write no other is started before the checkpoint, which fails anyway. ``early_lines=0`` writes
-    only at the checkpoint, as ``BatchingSink`` does.
+    ``early_lines`` lines waiting and no write is under way, they are handed to one writer thread,
+    which sends them while the stream goes on (the wait is in the socket, outside the GIL); ``flush``
+    then waits for that write and sends only the rest. One write at a time: while InfluxDB answers
+    one, lines pile up for the next, so a slow InfluxDB gets fewer, larger requests rather than a
+    queue of small ones (InfluxDB 1.x syncs its WAL once per request).
+
+    What the checkpoint promises is unchanged: offsets are committed only after every write of the
+    checkpoint succeeded; a transient error in any of them fails the checkpoint with
+    ``SinkBackpressureError`` (Quix re-reads from the last commit; the points already written are
+    written again, identically); refused lines are dead-lettered by ``flush`` on the processing
+    thread, before the commit. Writes go out in the order their lines were added, so the last write
+    of a point (a candle rewritten as it fills) is still its last value. After a failed early write
+    no other is started before the checkpoint, which fails anyway. ``early_lines=0`` writes only at
+    the checkpoint, as ``BatchingSink`` does.
     """
 
     def __init__(
@@ -258,7 +262,7 @@ class InfluxSink(BatchingSink):
             return
         tp = (topic, partition)
         waiting = self._waiting_lines.get(tp, 0) + (len(value) if isinstance(value, list) else 1)
-        if waiting < self.early_lines or self._early_write_failed():
+        if waiting < self.early_lines or self._writing() or self._early_write_failed():
             self._waiting_lines[tp] = waiting
             return
         self._waiting_lines[tp] = 0
@@ -267,6 +271,10 @@ class InfluxSink(BatchingSink):
         batch = self._batches.pop(tp)
         self._in_flight.append((batch, self._writer_thread.submit(self._send, batch)))
         self.early_writes += 1
+
+    def _writing(self) -> bool:
+        # one thread, first in first out: the last write submitted is the last to finish
+        return bool(self._in_flight) and not self._in_flight[-1][1].done()
 
     def _early_write_failed(self) -> bool:
         return any(future.done() and future.exception() is not None for _batch, future in self._in_flight)
