@@ -1,7 +1,6 @@
 """The InfluxDB sink: Quix ``BatchingSink`` over a writer for the v1 or the v2 API.
 
-Quix calls ``flush`` at each checkpoint, before it commits offsets; the sink has started writing
-long before that (``InfluxSink`` says why and how). A write InfluxDB could not take
+Quix calls ``write`` at each checkpoint, before it commits offsets. A write InfluxDB could not take
 *now* (connection refused, timeout, 429, 5xx) raises ``SinkBackpressureError``: Quix pauses the
 partitions, discards the batch and the uncommitted state, and re-reads from the last commit, so
 nothing is lost. Writes are idempotent (docs/contracts.md), so re-reading duplicates nothing.
@@ -17,7 +16,6 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol, cast
 
 import requests
@@ -33,8 +31,6 @@ from processor.dlq import DeadLetterError, RejectedPoint
 log = logging.getLogger(__name__)
 
 MAX_LINES_PER_REQUEST = 5000
-EARLY_WRITE_LINES = 1000
-"""Lines of one partition that are sent to InfluxDB before the checkpoint asks for them (InfluxSink)."""
 MAX_BACKOFF_S = 10.0  # a paused sink checks again at least this often: recovery is prompt
 
 
@@ -216,133 +212,49 @@ class InfluxSink(BatchingSink):
     already took in part (a 422 writes the other lines) are simply written again: a point's identity
     is its series and time, so that changes nothing. The refused lines go to ``dead_letters`` (or,
     without one, to the log) before the checkpoint commits, so no point vanishes without a copy.
-
-    **Early writes.** Quix's ``BatchingSink`` writes everything at the checkpoint, and the stream
-    stops while it does: a second of ticks (~6,000 points at 1,000 ticks/s) was the p99 tick-to-alert
-    latency and ~13 % of the processor's time in a backlog. So once a partition has
-    ``early_lines`` lines waiting and no write is under way, they are handed to one writer thread,
-    which sends them while the stream goes on (the wait is in the socket, outside the GIL); ``flush``
-    then waits for that write and sends only the rest. One write at a time: while InfluxDB answers
-    one, lines pile up for the next, so a slow InfluxDB gets fewer, larger requests rather than a
-    queue of small ones (InfluxDB 1.x syncs its WAL once per request).
-
-    What the checkpoint promises is unchanged: offsets are committed only after every write of the
-    checkpoint succeeded; a transient error in any of them fails the checkpoint with
-    ``SinkBackpressureError`` (Quix re-reads from the last commit; the points already written are
-    written again, identically); refused lines are dead-lettered by ``flush`` on the processing
-    thread, before the commit. Writes go out in the order their lines were added, so the last write
-    of a point (a candle rewritten as it fills) is still its last value. After a failed early write
-    no other is started before the checkpoint, which fails anyway. ``early_lines=0`` writes only at
-    the checkpoint, as ``BatchingSink`` does.
     """
 
-    def __init__(
-        self, writer: LineWriter, dead_letters: RejectedPoints | None = None, early_lines: int = EARLY_WRITE_LINES
-    ) -> None:
+    def __init__(self, writer: LineWriter, dead_letters: RejectedPoints | None = None) -> None:
         super().__init__()
         self.writer = writer
         self.dead_letters = dead_letters
-        self.early_lines = early_lines
         self.points_written = 0
-        self.early_writes = 0  # batches handed to the writer thread before their checkpoint
         self.rejected_writes = 0  # requests InfluxDB refused (bisection included)
         self.rejected_points = 0
         self.backpressure_events = 0
         self._backoff = Backoff(base_s=1.0, max_s=MAX_BACKOFF_S)
-        self._waiting_lines: dict[tuple[str, int], int] = {}
-        self._in_flight: list[tuple[SinkBatch, Future[list[tuple[str, str]]]]] = []
-        self._writer_thread: ThreadPoolExecutor | None = None
 
     def setup(self) -> None:
         self.writer.check()
 
-    def add(self, value: Any, key: Any, timestamp: int, headers: Any, topic: str, partition: int, offset: int) -> None:
-        super().add(value, key, timestamp, headers, topic, partition, offset)
-        if not self.early_lines:
-            return
-        tp = (topic, partition)
-        waiting = self._waiting_lines.get(tp, 0) + (len(value) if isinstance(value, list) else 1)
-        if waiting < self.early_lines or self._writing() or self._early_write_failed():
-            self._waiting_lines[tp] = waiting
-            return
-        self._waiting_lines[tp] = 0
-        if self._writer_thread is None:
-            self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="influx-sink")
-        batch = self._batches.pop(tp)
-        self._in_flight.append((batch, self._writer_thread.submit(self._send, batch)))
-        self.early_writes += 1
-
-    def _writing(self) -> bool:
-        # one thread, first in first out: the last write submitted is the last to finish
-        return bool(self._in_flight) and not self._in_flight[-1][1].done()
-
-    def _early_write_failed(self) -> bool:
-        return any(future.done() and future.exception() is not None for _batch, future in self._in_flight)
-
-    def flush(self) -> None:
-        """Wait for the early writes (dead-lettering what InfluxDB refused), then write the rest."""
-        try:
-            failure: BaseException | None = None
-            for batch, future in self._in_flight:
-                try:
-                    refused = future.result()
-                    if refused and failure is None:
-                        self._dead_letter(batch, refused)
-                except Exception as exc:  # the first one is raised below, once every write is over
-                    failure = failure or exc
-            if failure is not None:
-                self._batches.clear()
-                if isinstance(failure, TransientWriteError | DeadLetterError):
-                    records = sum(batch.size for batch, _future in self._in_flight)
-                    raise self._paused(failure, records) from failure
-                raise failure
-        finally:
-            self._in_flight.clear()
-            self._waiting_lines.clear()
-        super().flush()
-        self._backoff.reset()
-
-    def on_paused(self) -> None:
-        super().on_paused()
-        self._in_flight.clear()
-        self._waiting_lines.clear()
-
     def write(self, batch: SinkBatch) -> None:
-        try:
-            refused = self._send(batch)
-            if refused:
-                self._dead_letter(batch, refused)
-        except (TransientWriteError, DeadLetterError) as exc:
-            raise self._paused(exc, batch.size) from exc
-        self._backoff.reset()
-
-    def _send(self, batch: SinkBatch) -> list[tuple[str, str]]:
-        """Write a batch's lines in requests of at most MAX_LINES_PER_REQUEST; return the refused
-        ones with InfluxDB's reasons. Runs on the writer thread too, so it leaves the dead-letter
-        topic (whose producer the processing thread uses) to its caller."""
         lines: list[str] = []
         for item in batch:
             if isinstance(item.value, list):
                 lines.extend(line for line in item.value if line)
             elif item.value:
                 lines.append(item.value)
-        refused_all: list[tuple[str, str]] = []
         for start in range(0, len(lines), MAX_LINES_PER_REQUEST):
             chunk = lines[start : start + MAX_LINES_PER_REQUEST]
-            refused = self._write_isolating(chunk)
-            refused_all += refused
+            try:
+                refused = self._write_isolating(chunk)
+                if refused:
+                    self._dead_letter(batch, refused)
+            except (TransientWriteError, DeadLetterError) as exc:
+                self.backpressure_events += 1
+                metrics.SINK_ERRORS.labels("backpressure").inc()
+                retry_after = exc.retry_after if isinstance(exc, TransientWriteError) else None
+                delay = self._backoff.next_delay(retry_after)
+                log.warning(
+                    "InfluxDB write deferred (%s); pausing %.1fs, batch of %d points will be re-read",
+                    exc,
+                    delay,
+                    len(lines),
+                )
+                raise SinkBackpressureError(retry_after=delay) from exc
             self.points_written += len(chunk) - len(refused)
             metrics.SINK_POINTS.inc(len(chunk) - len(refused))
-        return refused_all
-
-    def _paused(self, exc: Exception, records: int) -> SinkBackpressureError:
-        """The error that makes Quix pause the partitions and re-read the checkpoint's records."""
-        self.backpressure_events += 1
-        metrics.SINK_ERRORS.labels("backpressure").inc()
-        retry_after = exc.retry_after if isinstance(exc, TransientWriteError) else None
-        delay = self._backoff.next_delay(retry_after)
-        log.warning("InfluxDB write deferred (%s); pausing %.1fs, %d records will be re-read", exc, delay, records)
-        return SinkBackpressureError(retry_after=delay)
+        self._backoff.reset()
 
     def _write_isolating(self, lines: Sequence[str]) -> list[tuple[str, str]]:
         """Write ``lines``; return those InfluxDB refuses, each with its reason (bisecting to find them)."""

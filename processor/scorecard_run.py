@@ -67,7 +67,7 @@ class DiscardSink(InfluxSink):
     """The pipeline's sink for the scorecard: every batch dropped, none counted as written."""
 
     def __init__(self) -> None:
-        super().__init__(DiscardWriter(), early_lines=0)  # nothing to overlap; write() drops
+        super().__init__(DiscardWriter())
 
     def write(self, batch: SinkBatch) -> None:
         pass

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -270,99 +270,6 @@ def test_a_transient_error_while_isolating_pauses_the_batch_and_dead_letters_not
     sink.write(batch_of(chunk))  # Quix re-reads the batch after the pause
     assert [p.line for p in dead.points] == [bad]
     assert sink.points_written == 10
-
-
-# ------------------------------------------------------------------------- early writes
-def add_records(sink: InfluxSink, records: Sequence[list[str]], first_offset: int = 1000, partition: int = 0) -> None:
-    for i, value in enumerate(records):
-        sink.add(value, "bitcoin:usd", T0, [], "crypto.ticks", partition, first_offset + i)
-
-
-def candle_rewrites(n: int) -> list[list[str]]:
-    """Record i: a price point of its own and the same candle point again with close=i, the way a
-    candle is rewritten while it fills: the last write must win."""
-    return [[line, f"candle,coin=bitcoin,interval=1m,vs=usd close={i} {T0}"] for i, line in enumerate(lines(n))]
-
-
-def wait_until(done: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not done():
-        assert time.monotonic() < deadline, f"still waiting after {seconds}s for {what}"
-        time.sleep(0.01)
-
-
-def test_early_writes_go_out_while_the_stream_goes_on_and_the_checkpoint_sends_the_rest(
-    influx2: Influx2, influx2_bucket: str, proxy: FaultProxy
-) -> None:
-    sink = InfluxSink(make_writer(v2_settings(influx2, influx2_bucket, url=proxy.url)), Collected(), early_lines=100)
-    records = candle_rewrites(141)  # two lines each
-    arrived, release = proxy.hold_next(path=WRITE)  # InfluxDB is slow to answer the first write
-
-    add_records(sink, records[:50])
-    assert arrived.wait(30), "50 records (100 lines) did not start a write"
-    add_records(sink, records[50:130], first_offset=1050)  # the stream goes on while that write waits
-    assert (sink.early_writes, len(proxy.exchanges)) == (1, 0)  # one write at a time: 160 lines wait
-    release.set()
-    wait_until(lambda: len(proxy.exchanges) == 1 and not sink._writing(), "the first write")
-    add_records(sink, records[130:131], first_offset=1130)  # the next record sends all that waited
-    wait_until(lambda: len(proxy.exchanges) == 2 and not sink._writing(), "the second write")
-    add_records(sink, records[131:], first_offset=1131)  # 20 lines: left for the checkpoint
-
-    sink.flush()
-
-    writes = [e for e in proxy.exchanges if e.path == WRITE]
-    assert [(e.status, e.body.count(b"\n") + 1) for e in writes] == [(204, 100), (204, 162), (204, 20)]
-    assert (sink.early_writes, sink.points_written) == (2, 282)
-    (count,) = influx2.query(influx2_bucket, "SELECT count(price) FROM price")
-    assert count["count"] == 141
-    (candle,) = influx2.query(influx2_bucket, "SELECT close FROM candle")
-    assert candle["close"] == 140  # written in three requests, in order: the last value stays
-
-
-def test_a_failed_early_write_fails_the_checkpoint_and_the_re_read_loses_nothing(
-    influx2: Influx2, influx2_bucket: str, proxy: FaultProxy
-) -> None:
-    dead = Collected()
-    sink = InfluxSink(make_writer(v2_settings(influx2, influx2_bucket, url=proxy.url)), dead, early_lines=100)
-    proxy.fail_next(1, 503, {"Retry-After": "2"}, path=WRITE)
-    records = [[line] for line in lines(300)]
-
-    add_records(sink, records[:100])
-    wait_until(lambda: len(proxy.exchanges) == 1, "the early write")
-    wait_until(lambda: sink._early_write_failed(), "the early write's failure")
-    add_records(sink, records[100:], first_offset=1100)
-    assert sink.early_writes == 1  # none started after a failed one: the checkpoint fails anyway
-    with pytest.raises(SinkBackpressureError) as paused:
-        sink.flush()
-    assert paused.value.retry_after == 2
-    assert len(proxy.exchanges) == 1  # the checkpoint wrote none of the rest either
-    sink.on_paused()
-
-    add_records(sink, records)  # Quix re-reads from the last commit
-    sink.flush()
-    first, *rest = proxy.exchanges  # how many requests depends on when each write finished
-    assert first.status == 503 and {e.status for e in rest} == {204}
-    assert sum(e.body.count(b"\n") + 1 for e in rest) == 300
-    (count,) = influx2.query(influx2_bucket, "SELECT count(price) FROM price")
-    assert (count["count"], sink.points_written, dead.points) == (300, 300, [])
-
-
-def test_a_line_refused_in_an_early_write_is_dead_lettered_by_the_checkpoint(
-    influx2: Influx2, influx2_bucket: str, proxy: FaultProxy
-) -> None:
-    bad = poison(influx2, influx2_bucket, week=9)
-    good = lines(59)
-    dead = Collected()
-    sink = InfluxSink(make_writer(v2_settings(influx2, influx2_bucket, url=proxy.url)), dead, early_lines=50)
-
-    add_records(sink, [[line] for line in [*good[:10], bad, *good[10:]]])
-    wait_until(lambda: bool(sink._in_flight) and sink._in_flight[0][1].done(), "the early write and its bisection")
-    assert dead.points == []  # the dead-letter topic's producer belongs to the processing thread
-    sink.flush()
-
-    assert [(p.line, p.offset, p.key) for p in dead.points] == [(bad, 1010, b"bitcoin:usd")]
-    (count,) = influx2.query(influx2_bucket, "SELECT count(price) FROM price WHERE coin = 'bitcoin'")
-    assert (count["count"], sink.points_written, sink.rejected_points) == (59, 59, 1)
 
 
 # --------------------------------------------------------------------- the whole processor on v2

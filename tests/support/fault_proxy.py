@@ -64,16 +64,8 @@ class Exchange:
 
 
 @dataclass
-class _Hold:
-    path: str | None
-    release: threading.Event
-    arrived: threading.Event
-
-
-@dataclass
 class _State:
     faults: deque[_Fault] = field(default_factory=deque)
-    holds: deque[_Hold] = field(default_factory=deque)
     log: list[Exchange] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -128,10 +120,6 @@ class _Handler(BaseHTTPRequestHandler):
         proxy = self.server.proxy
         body = self._read_body()
         target = urllib.parse.urlsplit(self.path)
-        hold = proxy._take_hold(target.path)
-        if hold is not None:
-            hold.arrived.set()
-            hold.release.wait(proxy.timeout_s)
         fault = proxy._take_fault(target.path)
         if fault is not None:
             status, headers, payload = fault.status, dict(fault.headers), fault.body
@@ -247,16 +235,6 @@ class FaultProxy:
         with self._state.lock:
             self._state.faults.append(_Fault(count, status, all_headers, payload, path))
 
-    def hold_next(self, path: str | None = None) -> tuple[threading.Event, threading.Event]:
-        """Keep the next request (to ``path``, if given) waiting, as a slow server would: returns
-        ``(arrived, release)``; the request is set on ``arrived`` when it comes in and answered (as
-        any other: forwarded, or a queued fault) once the test sets ``release`` (at the latest after
-        the proxy's timeout)."""
-        hold = _Hold(path, threading.Event(), threading.Event())
-        with self._state.lock:
-            self._state.holds.append(hold)
-        return hold.arrived, hold.release
-
     @property
     def exchanges(self) -> list[Exchange]:
         """Every request answered so far, in order (a copy)."""
@@ -268,13 +246,6 @@ class FaultProxy:
             self._state.log.clear()
 
     # ------------------------------------------------------------------ used by the handler
-    def _take_hold(self, path: str) -> _Hold | None:
-        with self._state.lock:
-            holds = self._state.holds
-            if not holds or (holds[0].path is not None and holds[0].path != path):
-                return None
-            return holds.popleft()
-
     def _take_fault(self, path: str) -> _Fault | None:
         with self._state.lock:
             faults = self._state.faults
