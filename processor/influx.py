@@ -227,41 +227,19 @@ class InfluxSink(BatchingSink):
     def setup(self) -> None:
         self.writer.check()
 
-    def flush(self) -> None:
-        """Every partition's lines together, in as few requests as MAX_LINES_PER_REQUEST allows.
-
-        Quix's ``BatchingSink.flush`` writes each partition on its own, and the stream waits for
-        the checkpoint: InfluxDB syncs its WAL once per request, so at 1,000 ticks/s on three
-        partitions three requests of ~2,000 lines took 89 ms where one of 6,000 took 52 ms (InfluxDB
-        1.6, this machine), and that wait was most of the checkpoint's pause, the p99 tick-to-alert
-        latency (docs/performance.md, "Issue 10")."""
-        try:
-            batches = [batch for batch in self._batches.values() if batch.size]
-            if batches:
-                self.write_batches(batches)
-        finally:
-            self._batches.clear()
-
     def write(self, batch: SinkBatch) -> None:
-        self.write_batches([batch])
-
-    def write_batches(self, batches: Sequence[SinkBatch]) -> None:
-        """Write the batches' lines together; refused lines are dead-lettered with their partition
-        and offset, anything InfluxDB cannot take now pauses them all (Quix pauses every partition
-        on backpressure anyway)."""
         lines: list[str] = []
-        for batch in batches:
-            for item in batch:
-                if isinstance(item.value, list):
-                    lines.extend(line for line in item.value if line)
-                elif item.value:
-                    lines.append(item.value)
+        for item in batch:
+            if isinstance(item.value, list):
+                lines.extend(line for line in item.value if line)
+            elif item.value:
+                lines.append(item.value)
         for start in range(0, len(lines), MAX_LINES_PER_REQUEST):
             chunk = lines[start : start + MAX_LINES_PER_REQUEST]
             try:
                 refused = self._write_isolating(chunk)
                 if refused:
-                    self._dead_letter(batches, refused)
+                    self._dead_letter(batch, refused)
             except (TransientWriteError, DeadLetterError) as exc:
                 self.backpressure_events += 1
                 metrics.SINK_ERRORS.labels("backpressure").inc()
@@ -293,19 +271,18 @@ class InfluxSink(BatchingSink):
         metrics.SINK_SECONDS.observe(time.perf_counter() - began)
         return []
 
-    def _dead_letter(self, batches: Sequence[SinkBatch], refused: list[tuple[str, str]]) -> None:
+    def _dead_letter(self, batch: SinkBatch, refused: list[tuple[str, str]]) -> None:
         """Hand the refused lines over, each with the record it came from (a rare path: one scan)."""
         wanted = {line for line, _ in refused}
-        origin: dict[str, tuple[SinkBatch, SinkItem]] = {}
-        for batch in batches:
-            for item in batch:
-                for line in item.value if isinstance(item.value, list) else [item.value]:
-                    if line in wanted:
-                        origin.setdefault(line, (batch, item))
-        points = []
-        for line, reason in refused:
-            batch, item = origin[line]
-            points.append(RejectedPoint(line, reason, batch.topic, batch.partition, item.offset, _key_bytes(item.key)))
+        origin: dict[str, SinkItem] = {}
+        for item in batch:
+            for line in item.value if isinstance(item.value, list) else [item.value]:
+                if line in wanted:
+                    origin.setdefault(line, item)
+        points = [
+            RejectedPoint(line, reason, batch.topic, batch.partition, origin[line].offset, _key_bytes(origin[line].key))
+            for line, reason in refused
+        ]
         log.warning("InfluxDB refused %d point(s) of a checkpoint; the others are written", len(points))
         if self.dead_letters is not None:
             self.dead_letters.on_rejected_points(points)

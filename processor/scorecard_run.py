@@ -69,7 +69,7 @@ class DiscardSink(InfluxSink):
     def __init__(self) -> None:
         super().__init__(DiscardWriter())
 
-    def write_batches(self, batches: Sequence[SinkBatch]) -> None:
+    def write(self, batch: SinkBatch) -> None:
         pass
 
 

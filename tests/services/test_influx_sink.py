@@ -272,30 +272,6 @@ def test_a_transient_error_while_isolating_pauses_the_batch_and_dead_letters_not
     assert sink.points_written == 10
 
 
-def test_a_checkpoint_writes_every_partition_in_one_request_and_dead_letters_by_partition(
-    influx2: Influx2, influx2_bucket: str, proxy: FaultProxy
-) -> None:
-    bad = poison(influx2, influx2_bucket, week=9)
-    dead = Collected()
-    sink = InfluxSink(make_writer(v2_settings(influx2, influx2_bucket, url=proxy.url)), dead)
-    for partition in range(3):
-        for offset, line in enumerate(lines(100, coin=f"coin-{partition}")):
-            sink.add(line, f"coin-{partition}:usd", T0, [], "crypto.ticks", partition, 500 + offset)
-            if partition == 2 and offset == 41:
-                sink.add([bad], "dogecoin:usd", T0, [], "crypto.ticks", 2, 7777)
-
-    sink.flush()
-
-    first, *bisection = [e for e in proxy.exchanges if e.path == WRITE]
-    assert (first.status, first.body.count(b"\n") + 1) == (422, 301)  # one request for three partitions
-    assert len(bisection) <= 2 * math.ceil(math.log2(301))
-    assert [(p.line, p.partition, p.offset, p.key) for p in dead.points] == [(bad, 2, 7777, b"dogecoin:usd")]
-    (count,) = influx2.query(influx2_bucket, "SELECT count(price) FROM price WHERE coin =~ /^coin-/")
-    assert (count["count"], sink.points_written) == (300, 300)
-    sink.flush()  # nothing waits: no request
-    assert len([e for e in proxy.exchanges if e.path == WRITE]) == 1 + len(bisection)
-
-
 # --------------------------------------------------------------------- the whole processor on v2
 def test_pipeline_on_v2_survives_429_503_and_an_outage_without_loss_or_duplicates(
     services: Services,
