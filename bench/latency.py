@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pstats
 import shutil
 import signal
 import subprocess
@@ -42,6 +43,7 @@ from crypto_watcher.messages import Tick
 from producer.publisher import TickPublisher
 
 SCRIPT = "latency.py"
+PROBE_DIR = Path(__file__).resolve().parent / "checkpoint_probe"
 LOGS = common.ROOT / ".cache" / "bench"
 DROP = 0.92  # an 8 % fall: over the 5 % threshold, under the 10 % of "critical"
 PROBE = "probe"
@@ -68,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=".",
         help="folder whose processor/ package is measured (default: this checkout; e.g. the code before a change "
         "after `git archive <commit> processor | tar -x -C .cache/bench/before`)",
+    )
+    p.add_argument(
+        "--probe-checkpoints",
+        action="store_true",
+        help="time and profile every checkpoint commit of the processor (bench/checkpoint_probe) and print "
+        "where the commits' time went",
     )
     common.add_runs_arg(p)
     p.add_argument("--worker", choices=["echo"], help=argparse.SUPPRESS)
@@ -173,10 +181,15 @@ def start_service(
         "CW_TICKS_PARTITIONS": "3",
         "CW_LOG_FORMAT": "json",
     }
-    if code != common.ROOT:
-        env["PYTHONPATH"] = str(code)
+    paths = [str(code)] if code != common.ROOT else []
+    extra = {"db": db, "state_dir": state_dir}
+    if args.probe_checkpoints:
+        paths.insert(0, str(PROBE_DIR))
+        extra["probe"] = env["CW_BENCH_PROBE_OUT"] = str(LOGS / f"{tag}-checkpoints.json")
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(paths)
     proc = subprocess.Popen(argv, cwd=common.ROOT, stdout=log, stderr=log, env=env)
-    return proc, {"db": db, "state_dir": state_dir}
+    return proc, extra
 
 
 def stop_service(proc: subprocess.Popen[bytes]) -> None:
@@ -326,6 +339,7 @@ def run_once(kind: str, args: argparse.Namespace, i: int) -> dict[str, Any]:
             common.influx_drop(extra["db"])
             shutil.rmtree(extra["state_dir"], ignore_errors=True)
         common.delete_topics(tag)
+    probe = checkpoint_figures(Path(extra["probe"])) if "probe" in extra else None
     latencies = []
     missing = 0
     for key, sent_at in triggers.items():
@@ -349,7 +363,52 @@ def run_once(kind: str, args: argparse.Namespace, i: int) -> dict[str, Any]:
         "achieved_rate": measured_ticks / measured_s,
         "warmup_s": warmup_s,
         "log": str(log_path.relative_to(common.ROOT)),
+        **({"checkpoints": probe} if probe else {}),
     }
+
+
+# Where a checkpoint's time goes: the functions of each step of quixstreams 3.28's Checkpoint.commit
+# (file suffix, name); the sink's flush is the project's InfluxSink.flush, or BatchingSink's before it.
+COMMIT_STEPS = {
+    "sink flush (InfluxDB writes)": [("processor/influx.py", "flush"), ("quixstreams/sinks/base/sink.py", "flush")],
+    "state changelogs (produce)": [("quixstreams/state/base/transaction.py", "prepare")],
+    "producer flush": [("quixstreams/internal_producer.py", "flush")],
+    "consumer offset commit": [("quixstreams/kafka/consumer.py", "commit")],
+    "state write (RocksDB)": [("quixstreams/state/base/transaction.py", "flush")],
+}
+
+
+def checkpoint_figures(path: Path) -> dict[str, Any] | None:
+    """What bench/checkpoint_probe recorded, printed and returned (None if the processor wrote nothing)."""
+    if not path.is_file():
+        print(f"    checkpoint probe: no record at {common.repo_path(path)} (did the processor exit cleanly?)")
+        return None
+    record = json.loads(path.read_text())
+    took = [ms for _at, ms in record["commits"]]
+    stats = pstats.Stats(str(path) + ".pstats").stats  # type: ignore[attr-defined]
+    steps = {
+        step: sum(
+            v[3] for (file, _line, func), v in stats.items() if any(file.endswith(f) and func == n for f, n in where)
+        )
+        for step, where in COMMIT_STEPS.items()
+    }
+    total = sum(took) / 1000
+    figures = {
+        "commits": len(took),
+        "median_ms": common.percentile(took, 50),
+        "p99_ms": common.percentile(took, 99),
+        "max_ms": max(took, default=float("nan")),
+        "over_100ms": sum(1 for ms in took if ms > 100),
+        "share_s": {step: round(s, 3) for step, s in steps.items()},
+        "slow_gcs": record["collections"],
+    }
+    print(
+        f"    checkpoints: {len(took)}, median {figures['median_ms']:.0f} ms, p99 {figures['p99_ms']:.0f} ms, "
+        f"max {figures['max_ms']:.0f} ms, {figures['over_100ms']} over 100 ms; of their {total:.1f}s (profiled): "
+        + ", ".join(f"{step} {s:.1f}s" for step, s in steps.items())
+        + f"; garbage collections over 5 ms: {len(record['collections'])}"
+    )
+    return figures
 
 
 def main() -> int:
