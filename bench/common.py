@@ -208,6 +208,14 @@ def compare(subject: Figure, baseline: Figure) -> dict[str, Any]:
     return {"subject": subject.as_dict(), "baseline": baseline.as_dict(), "ratio": ratio}
 
 
+def processor_code(folder: str) -> Path:
+    """The folder a ``--code`` flag names, resolved; exits if it holds no processor package."""
+    code = (ROOT / folder).resolve()
+    if not (code / "processor" / "app.py").is_file():
+        raise SystemExit(f"--code {folder}: no processor/app.py there")
+    return code
+
+
 def repo_path(path: str | Path) -> str:
     """``path`` relative to the repository when it lies inside it (``processor``,
     ``.cache/bench/...``), else as given: results are committed, and an absolute path would only

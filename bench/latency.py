@@ -168,7 +168,7 @@ def start_service(
         return subprocess.Popen(argv, cwd=common.ROOT, stdout=log, stderr=log), {}
     db = common.unique("bench_latency")
     state_dir = tempfile.mkdtemp(prefix="bench-latency-state-")
-    code = (common.ROOT / args.code).resolve()
+    code = common.processor_code(args.code)
     command = Path(sys.executable).parent / "crypto-processor"
     argv = [str(command)] if command.exists() and code == common.ROOT else [sys.executable, "-m", "processor"]
     argv += ["run", "--bootstrap", common.KAFKA, "--group", group, "--ticks-topic", topics["ticks"]]
@@ -368,9 +368,9 @@ def run_once(kind: str, args: argparse.Namespace, i: int) -> dict[str, Any]:
 
 
 # Where a checkpoint's time goes: the functions of each step of quixstreams 3.28's Checkpoint.commit
-# (file suffix, name); the sink's flush is the project's InfluxSink.flush, or BatchingSink's before it.
+# (file suffix, name); InfluxSink inherits BatchingSink's flush.
 COMMIT_STEPS = {
-    "sink flush (InfluxDB writes)": [("processor/influx.py", "flush"), ("quixstreams/sinks/base/sink.py", "flush")],
+    "sink flush (InfluxDB writes)": [("quixstreams/sinks/base/sink.py", "flush")],
     "state changelogs (produce)": [("quixstreams/state/base/transaction.py", "prepare")],
     "producer flush": [("quixstreams/internal_producer.py", "flush")],
     "consumer offset commit": [("quixstreams/kafka/consumer.py", "commit")],
@@ -414,8 +414,7 @@ def checkpoint_figures(path: Path) -> dict[str, Any] | None:
 def main() -> int:
     parser = build_parser()
     args = parser.parse_args()
-    if not ((common.ROOT / args.code).resolve() / "processor" / "app.py").is_file():
-        raise SystemExit(f"--code {args.code}: no processor/app.py there")
+    code = common.processor_code(args.code)
     if args.worker == "echo":
         work_echo(args)
         return 0
@@ -458,7 +457,6 @@ def main() -> int:
             f"p99 {common.percentile(values, 99):.1f} ms"
         )
     print(f"reproduce: {command}")
-    code = (common.ROOT / args.code).resolve()
     common.save_results(
         f"latency-{args.commit_interval}" + ("" if code == common.ROOT else f"-{code.name}"),
         command,

@@ -409,9 +409,7 @@ def main() -> int:
         f"processor throughput: {args.ticks:,} ticks of {args.coins:,} coins already in Kafka", SCRIPT, parser, args
     )
     common.check_services()
-    code = (common.ROOT / args.code).resolve()
-    if not (code / "processor" / "app.py").is_file():
-        raise SystemExit(f"--code {args.code}: no processor/app.py there")
+    code = common.processor_code(args.code)
     env = {"PYTHONPATH": str(code)} if code != common.ROOT else {}
     tag = common.unique("bench_proc")
     topic = f"{tag}.ticks"
