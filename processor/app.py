@@ -44,7 +44,7 @@ from processor.move_alerts import MoveRule, evaluate_changes, move_rules
 from processor.moves import sliding_changes
 from processor.points import alert_line, candle_line, change_line, price_line
 from processor.rules import RuleSet, load_rules
-from processor.state import CANDLE_STATE
+from processor.state import CANDLE_STATE, TickState
 from processor.topics import topic_manager, warn_existing
 from processor.windows import candle_record
 
@@ -194,12 +194,15 @@ def build_pipeline(
             _warn_first_side(candle, _cross_side(state))
         return alerts
 
-    def on_tick(tick: dict[str, Any], key: Any, ts: int, headers: Any, state: Any) -> tuple[list[str], list[Alert]]:
+    def on_tick(
+        tick: dict[str, Any], key: Any, ts: int, headers: Any, quix_state: Any
+    ) -> tuple[list[str], list[Alert]]:
         check_key(tick, key, ts, headers)  # a tick under another pair's key goes to the DLQ untouched
         if tick_filter is not None and not tick_filter(tick):
             return [], []
         coin, vs, event_time, price = tick["coin"], tick["vs"], tick["event_time"], tick["price"]
         lines = [price_line(tick)] if live or keep_output(tick) else []
+        state = TickState(quix_state)  # the per-tick state as one read and one write
         current, closed = advance_candles(event_time, price, interval, ruleset.grace, state)
         changes = sliding_changes(coin, vs, event_time, price, windows_ms, ruleset.grace, state) if windows_ms else []
         if current is not None and (live or keep_output({"event_time": current["start"]})):
@@ -211,6 +214,7 @@ def build_pipeline(
             if long_windows:
                 changes += long_changes(candle, long_windows, interval, state)
         alerts = evaluate_changes(changes, rules_for(coin), state) if changes else []
+        state.flush()
         lines += [change_line(c) for c in changes if live or keep_output({"event_time": c["end"]})]
         return lines, alerts + candle_alerts
 

@@ -23,14 +23,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from processor.moves import BUFFER_KEY
-from processor.state import StateLike
+from processor.state import BUFFER_KEY, CANDLES_KEY, StateLike
 
 log = logging.getLogger(__name__)
-
-CANDLES_KEY = "candles:open"
-"""State key of a pair's open candles and watermark: ``{"watermark": ms, "open": [[start, open,
-open_ms, high, low, close, close_ms, ticks], ...]}`` sorted by start (rarely more than two)."""
 
 _START, _OPEN, _OPEN_MS, _HIGH, _LOW, _CLOSE, _CLOSE_MS, _TICKS = range(8)
 

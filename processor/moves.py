@@ -16,10 +16,8 @@ import bisect
 from collections.abc import Sequence
 from typing import Any
 
-from processor.state import StateLike
+from processor.state import BUFFER_KEY, StateLike
 from processor.windows import duration_label, window_change
-
-BUFFER_KEY = "moves:ticks"
 
 
 def sliding_changes(
