@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import requests
+from confluent_kafka import KafkaError
 
 from crypto_watcher.config import Plan
 from crypto_watcher.health import CachedCheck, Heartbeat, kafka_reachable, serve
@@ -243,6 +244,49 @@ def test_kafka_outage_buffers_logs_resumes_by_itself_nothing_lost_nothing_duplic
     assert sample(metrics, "cw_producer_delivery_failures_total") == 0
     text = caplog.text
     assert text.count("Kafka unreachable") == 1 and "Kafka is back after" in text
+
+
+def test_a_fatal_producer_error_gets_a_new_producer_that_resends_every_unacknowledged_tick_in_order(
+    services: Services, topics: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``TickPublisher._recover``: what ``enable.gapless.guarantee`` turns a would-be silent gap into.
+
+    librdkafka raises a fatal error only in states a test cannot reach on demand (a broker that
+    forgot the producer's sequence), so the error arrives here as librdkafka would deliver it,
+    through the producer's ``error_cb``, while real ticks are in flight to the real broker: what
+    is tested is what the publisher does next, against Kafka."""
+    keep_forever(services.kafka_bootstrap, topics["ticks"])
+    metrics = fresh_metrics()
+    publisher = TickPublisher(services.kafka_bootstrap, topics["ticks"], metrics=metrics)
+    coins = ["bitcoin", "ethereum", "solana"]
+    ticks = [
+        Tick(coin=coin, vs="usd", price=100.0 + i, source="coingecko", event_time=(T0 + 60 * i) * 1000)
+        for i in range(400)
+        for coin in coins
+    ]
+    first, rest = ticks[:900], ticks[900:]
+    for tick in first:  # handed to librdkafka; no delivery report served yet
+        assert publisher.publish(tick)
+    assert publisher.in_flight == len(first)
+    with caplog.at_level(logging.WARNING, logger="producer.publisher"):
+        publisher._on_error(KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, "injected", fatal=True))
+        for tick in rest:  # the first publish after the error recovers, then goes on
+            assert publisher.publish(tick)
+        assert publisher.flush(30) == 0
+    assert publisher.recoveries == 1 and sample(metrics, "cw_producer_kafka_recoveries_total") == 1
+    assert publisher.delivered == len(ticks) and publisher.failed == 0 and publisher.dropped == 0
+    assert sample(metrics, "cw_producer_ticks_published_total") == len(ticks)
+    assert any("re-sending" in r.getMessage() for r in caplog.records)
+
+    in_topic = topic_ticks(services, topics["ticks"])
+    assert set(in_topic) == {(t.key, t.event_time) for t in ticks}  # none lost
+    # At least once: a tick the old producer had sent may be in the topic twice (its
+    # acknowledgement was purged with the producer); each pair's first copies are in order.
+    assert len(in_topic) <= len(ticks) + len(first)
+    for coin in coins:
+        times = [t for key, t in in_topic if key == f"{coin}:usd"]
+        firsts = list(dict.fromkeys(times))
+        assert firsts == sorted(firsts), coin
 
 
 def test_simulated_market_still_runs_without_a_command(services: Services, topics: dict[str, str]) -> None:
