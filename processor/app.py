@@ -175,7 +175,8 @@ def build_pipeline(
     # each window operator's scan for windows to expire) costs more than the work itself, so one
     # stateful step does everything a tick implies on its own key: its price point, its window
     # changes and their points, the move alerts, its candle and the candle rules of every candle it
-    # closes (each family reading and writing its state once: processor.state.PackedState). The key
+    # closes (the state every tick touches as one value, read once and written once at the end:
+    # processor.state.TickState; the candle rules' history once per closed candle). The key
     # check and replay's tick filter run inside it too (a step less per tick); live runs skip the
     # time filters that only replay needs.
     live = alert_filter is None

@@ -17,7 +17,7 @@ from crypto_watcher.money import money
 from processor.alerts import make_alert, severity_of
 from processor.long_windows import is_long
 from processor.rules import RuleSet
-from processor.state import MOVE_STATE, PackedState, StateLike
+from processor.state import MOVE_STATE, StateLike
 
 
 @dataclass(frozen=True)
@@ -67,13 +67,15 @@ def evaluate(change: Mapping[str, Any], rules: list[MoveRule], state: StateLike)
 
 
 def evaluate_changes(changes: Sequence[Mapping[str, Any]], rules: list[MoveRule], state: StateLike) -> list[Alert]:
-    """:func:`evaluate` on each change in turn (one tick's windows), reading and writing state once."""
-    cache = PackedState(state, MOVE_STATE)
-    values = cache.values()
+    """:func:`evaluate` on each change in turn (one tick's windows), reading and writing state once.
+
+    The per-tick step hands in a :class:`processor.state.TickState`, where this dict is part of
+    the one value the tick writes anyway: it is written back whole, with no check for changes."""
+    values: dict[str, Any] = state.get(MOVE_STATE) or {}
     alerts: list[Alert] = []
     for change in changes:
         alerts += _evaluate(change, rules, values)
-    cache.flush()
+    state.set(MOVE_STATE, values)
     return alerts
 
 

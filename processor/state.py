@@ -39,40 +39,27 @@ TICK_KEYS = (BUFFER_KEY, CANDLES_KEY, MOVE_STATE)
 from then left them so, and :class:`TickState` folds them in on the pair's next tick)."""
 
 
-def _copy(value: Any) -> Any:
-    # Shallow copies suffice to tell a change: stored dicts and lists hold only scalars.
-    return value.copy() if isinstance(value, dict | list) else value
-
-
 class PackedState:
     """A group of values a rule family keeps per pair, stored as one dict under one state key.
 
-    Quix serialises the key (and the value) on every state access, and the rules use up to eleven
-    values per candle and several per window change: as one dict that is one read when the group
-    is first used and one write in :meth:`flush`, only if something changed. The rules see the same
-    ``get``/``set`` of named values as they would on the state itself.
+    Quix serialises the key (and the value) on every state access, and the candle rules use up to
+    eleven values per candle: as one dict that is one read when the group is first used and one
+    write in :meth:`flush`. The rules see the same ``get``/``set`` of named values as they would
+    on the state itself. The write is unconditional: every closed candle appends to the rules'
+    history, so a check for changes (copying the dict to compare) only cost time.
     """
 
-    __slots__ = ("_key", "_original", "_state", "_values")
+    __slots__ = ("_key", "_state", "_values")
 
     def __init__(self, state: StateLike, key: str) -> None:
         self._state = state
         self._key = key
         self._values: dict[str, Any] | None = None
-        self._original: dict[str, Any] = {}
 
     def _load(self) -> dict[str, Any]:
         packed: dict[str, Any] | None = self._state.get(self._key)
-        if packed is None:
-            packed = {}
-        self._values = packed
-        self._original = {k: _copy(v) for k, v in packed.items()}
-        return packed
-
-    def values(self) -> dict[str, Any]:
-        """The group as a live dict, for hot loops that would call get/set many times per tick;
-        changes made to it (nested ones included) are written by :meth:`flush` like any set."""
-        return self._values if self._values is not None else self._load()
+        self._values = packed if packed is not None else {}
+        return self._values
 
     def get(self, key: str, default: Any = None) -> Any:
         values = self._values if self._values is not None else self._load()
@@ -87,16 +74,8 @@ class PackedState:
         values.pop(key, None)
 
     def flush(self) -> None:
-        values = self._values
-        if values is None:
-            return
-        original = self._original
-        changed = values.keys() != original.keys() or any(
-            type(v) is not type(original[k]) or v != original[k] for k, v in values.items()
-        )
-        if changed:
-            self._state.set(self._key, values)
-            self._original = {k: _copy(v) for k, v in values.items()}
+        if self._values is not None:
+            self._state.set(self._key, self._values)
 
 
 _DELETED = object()
