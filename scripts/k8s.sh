@@ -10,7 +10,9 @@
 #   stop        stop everything;  reset: stop and delete the cluster's data and certificates
 #   kubeconfig  print the path of the admin kubeconfig;  kubectl: print the path of kubectl
 # The chart's ServiceMonitor and PrometheusRule need prometheus-operator's CRDs: start applies the
-# real ones, from the operator's Go module (PROM_OPERATOR_VERSION, 0.85.0) on the Go module proxy.
+# real ones, from the operator's Go module (PROM_OPERATOR_VERSION, 0.85.0) on the Go module proxy,
+# fetched once (by build, or by the first start) and kept beside the binaries, so a later start
+# needs neither `go` nor the proxy. A start that fails stops every component it had started.
 # Settings: K8S_VERSION (1.34.4), ETCD_VERSION (3.6.16), KWOK_VERSION (0.7.0),
 #   K8S_API_PORT (16443), K8S_ETCD_PORT (12379), CW_CACHE_DIR, CW_TOOLS_CACHE.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -25,6 +27,8 @@ K8S_ETCD_PEER_PORT="${K8S_ETCD_PEER_PORT:-12380}"
 K8S_CM_PORT="${K8S_CM_PORT:-16257}"
 K8S_SCHED_PORT="${K8S_SCHED_PORT:-16259}"
 BIN_DIR="$CW_TOOLS_CACHE/kubernetes-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION"
+CRD_DIR="$CW_TOOLS_CACHE/prometheus-operator-$PROM_OPERATOR_VERSION-crds"
+CRD_FILES=(monitoring.coreos.com_servicemonitors.yaml monitoring.coreos.com_prometheusrules.yaml)
 HOME_DIR="$CW_CACHE_DIR/k8s"
 PKI="$HOME_DIR/pki"
 KUBECONFIG_FILE="$HOME_DIR/admin.kubeconfig"
@@ -152,9 +156,12 @@ start() {
   if pid_alive "$(pidfile kube-apiserver)" && api_ready; then log "already running on https://127.0.0.1:$K8S_API_PORT"; return 0; fi
   port_open "$K8S_API_PORT" && die "127.0.0.1:$K8S_API_PORT is taken; set K8S_API_PORT"
   build
+  fetch_crds
   certs
   mkdir -p "$HOME_DIR"
   local t0=$SECONDS
+  # From here on a failure (die exits) must not leave half a control plane holding the ports.
+  trap 'log "start failed; stopping what it started"; stop' EXIT
   launch etcd "$BIN_DIR/etcd" --name cw --data-dir "$HOME_DIR/etcd" \
     --listen-client-urls "http://127.0.0.1:$K8S_ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$K8S_ETCD_PORT" \
     --listen-peer-urls "http://127.0.0.1:$K8S_ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$K8S_ETCD_PEER_PORT" \
@@ -195,21 +202,30 @@ status:
   nodeInfo: {kubeletVersion: fake, architecture: amd64, operatingSystem: linux}
 NODE
   wait_for kwok 120 "$(pidfile kwok)" "$(logfile kwok)" node_ready || die "the kwok node did not become Ready"
-  crds
+  apply_crds
+  trap - EXIT
   log "Kubernetes v$K8S_VERSION API ready on https://127.0.0.1:$K8S_API_PORT in $((SECONDS - t0))s (kubeconfig $KUBECONFIG_FILE)"
 }
 
-crds() {
-  local dir
+fetch_crds() {
+  local f missing=0 dir
+  for f in "${CRD_FILES[@]}"; do [[ -s "$CRD_DIR/$f" ]] || missing=1; done
+  ((missing)) || return 0
+  command -v go >/dev/null || die "go is not on PATH; it is needed once, to fetch prometheus-operator v$PROM_OPERATOR_VERSION's CRDs into $CRD_DIR"
   dir=$(cd / && GOFLAGS= GOTOOLCHAIN=local go mod download -json "github.com/prometheus-operator/prometheus-operator@v$PROM_OPERATOR_VERSION" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin).get("Dir", ""))') || true
   [[ -d "$dir/example/prometheus-operator-crd" ]] || die "could not fetch prometheus-operator v$PROM_OPERATOR_VERSION's CRDs from the Go module proxy"
+  mkdir -p "$CRD_DIR"
+  for f in "${CRD_FILES[@]}"; do install -m 0644 "$dir/example/prometheus-operator-crd/$f" "$CRD_DIR/$f"; done
+}
+
+apply_crds() {
+  local f args=()
+  for f in "${CRD_FILES[@]}"; do args+=(-f "$CRD_DIR/$f"); done
   # Server-side apply: these CRDs are larger than client-side apply's annotation allows.
-  kubectl_ apply --server-side --force-conflicts \
-    -f "$dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" \
-    -f "$dir/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml" >/dev/null \
-    || die "applying prometheus-operator's CRDs failed"
-  kubectl_ wait --for condition=Established --timeout 60s crd/servicemonitors.monitoring.coreos.com crd/prometheusrules.monitoring.coreos.com >/dev/null
+  kubectl_ apply --server-side --force-conflicts "${args[@]}" >/dev/null || die "applying prometheus-operator's CRDs failed"
+  kubectl_ wait --for condition=Established --timeout 60s crd/servicemonitors.monitoring.coreos.com crd/prometheusrules.monitoring.coreos.com >/dev/null \
+    || die "prometheus-operator's CRDs did not become Established in 60s"
 }
 
 stop() {
@@ -222,12 +238,12 @@ status() {
 }
 
 case "${1:-}" in
-  build) build ;;
+  build) build; fetch_crds ;;
   start) start ;;
   stop) stop ;;
   status) status ;;
   reset) stop; rm -rf "$HOME_DIR"; log "data removed" ;;
   kubeconfig) echo "$KUBECONFIG_FILE" ;;
   kubectl) echo "$BIN_DIR/kubectl" ;;
-  *) sed -n '2,15p' "$0"; exit 2 ;;
+  *) sed -n '2,17p' "$0"; exit 2 ;;
 esac
