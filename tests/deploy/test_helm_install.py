@@ -21,9 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.tools import CHART, EXAMPLE_IMAGE, REPO, run
+from tests.deploy.tools import CHART, EXAMPLE_IMAGE, K8S, REPO, k8s_script, run
 
-K8S = REPO / "scripts" / "k8s.sh"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 SECRETS = [
     "--set",
@@ -45,13 +44,6 @@ KINDS = {
     "servicemonitors": "ServiceMonitor",
     "prometheusrules": "PrometheusRule",
 }
-
-
-def k8s_script(action: str, timeout: float = 3600) -> str:
-    done = subprocess.run(["bash", str(K8S), action], capture_output=True, text=True, timeout=timeout, cwd=REPO)
-    if done.returncode != 0:
-        pytest.fail(f"scripts/k8s.sh {action} failed ({done.returncode}):\n{done.stderr[-3000:]}", pytrace=False)
-    return done.stdout.strip()
 
 
 @pytest.fixture(scope="module")

@@ -105,3 +105,14 @@ def pod_specs(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]
 
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
+
+
+K8S = REPO / "scripts" / "k8s.sh"
+
+
+def k8s_script(action: str, timeout: float = 3600) -> str:
+    """``scripts/k8s.sh <action>``'s output; the test fails with its stderr if it fails."""
+    done = subprocess.run(["bash", str(K8S), action], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    if done.returncode != 0:
+        pytest.fail(f"scripts/k8s.sh {action} failed ({done.returncode}):\n{done.stderr[-3000:]}", pytrace=False)
+    return done.stdout.strip()
