@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from crypto_watcher.config import ProcessorSettings
 from crypto_watcher.messages import Alert, Tick
 from processor.replay import replay
-from tests.support.pipeline import processor_settings, publisher, run_processor
+from tests.support.pipeline import LiveRun, live_run
 from tests.support.services import Influx, Services, read_topic, unique
 
 pytestmark = pytest.mark.services
@@ -48,30 +46,12 @@ def make_feed(seed: int = 7) -> tuple[list[Tick], list[Tick]]:
     return by_time, arrival
 
 
-@dataclass
-class LiveRun:
-    services: Services
-    settings: ProcessorSettings
-    ticks: list[Tick]
-    alerts: list[Alert]
-
-
 @pytest.fixture(scope="module")
 def live(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveRun]:
-    influx = Influx(services.influx_url)
-    db = unique("ref_live")
-    tag = unique("ref")
-    topics = {"ticks": f"{tag}.ticks", "alerts": f"{tag}.alerts", "dlq": f"{tag}.dlq"}
     by_time, arrival = make_feed()
-    out = publisher(services, topics["ticks"], partitions=2)
-    for tick in arrival:
-        out.publish(tick)
-    assert out.flush(30) == 0
-    settings = processor_settings(services, topics, db, tmp_path_factory.mktemp("live-state"))
-    run_processor(settings)
-    alerts = [Alert.from_json(v) for _k, v, _t in read_topic(services.kafka_bootstrap, topics["alerts"]) if v]
-    yield LiveRun(services, settings, by_time, alerts)
-    influx.drop(db)
+    run = live_run(services, "ref", by_time, arrival, tmp_path_factory.mktemp("live-state"))
+    yield run
+    Influx(services.influx_url).drop(run.settings.influx_db)
 
 
 def frame(ticks: list[Tick]) -> pd.DataFrame:

@@ -27,11 +27,10 @@ from typing import Any
 
 import pytest
 
-from crypto_watcher.config import ProcessorSettings
 from crypto_watcher.messages import Alert, Tick
 from processor.replay import replay, tolerances, warmup_ms
 from processor.rules import load_rules
-from tests.support.pipeline import processor_settings, publisher, run_processor
+from tests.support.pipeline import LiveRun, live_run
 from tests.support.services import Influx, Services, read_topic, unique
 
 pytestmark = pytest.mark.services
@@ -88,36 +87,20 @@ def make_feed(seed: int = 14) -> tuple[list[Tick], list[Tick]]:
     return by_time, arrival
 
 
-@dataclass
-class LiveRun:
-    services: Services
-    settings: ProcessorSettings
-    ticks: list[Tick]
-    alerts: list[Alert]
-
-
 @pytest.fixture(scope="module")
 def live(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveRun]:
     influx = Influx(services.influx_url)
     folder = tmp_path_factory.mktemp("convergence")
     rules = folder / "rules.yaml"
     rules.write_text(RULES)
-    db = unique("conv_live")
-    tag = unique("conv")
-    topics = {"ticks": f"{tag}.ticks", "alerts": f"{tag}.alerts", "dlq": f"{tag}.dlq"}
     by_time, arrival = make_feed()
-    out = publisher(services, topics["ticks"], partitions=2)
-    for tick in arrival:
-        out.publish(tick)
-    assert out.flush(30) == 0
-    settings = processor_settings(services, topics, db, folder / "state", rules_file=str(rules))
-    run_processor(settings, idle_s=15)
-    alerts = [Alert.from_json(v) for _k, v, _t in read_topic(services.kafka_bootstrap, topics["alerts"]) if v]
+    run = live_run(services, "conv", by_time, arrival, folder / "state", idle_s=15, rules_file=str(rules))
+    db = run.settings.influx_db
     # The live run processed all ten hours: one candle per coin and minute that had a tick.
     minutes = {(t.coin, t.event_time - t.event_time % MIN) for t in by_time}
     stored = influx.query(db, "SELECT count(close) FROM candle GROUP BY coin")
     assert sum(int(r["count"]) for r in stored) == len(minutes)
-    yield LiveRun(services, settings, by_time, alerts)
+    yield run
     influx.drop(db)
 
 
