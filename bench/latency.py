@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of the measured ticks that trigger an alert (default 0.01: 10 alerts/s at 1000 ticks/s)",
     )
     p.add_argument(
-        "--commit-interval", default="1s", help="the processor's checkpoint interval (default 1s, its default)"
+        "--commit-interval", default="250ms", help="the processor's checkpoint interval (default 250ms, its default)"
     )
     p.add_argument(
         "--code",

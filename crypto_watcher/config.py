@@ -206,20 +206,23 @@ class ProcessorSettings(KafkaSettings, InfluxSettings, HttpSettings):
     """Where a new consumer group starts: `earliest` (all retained ticks) or `latest`."""
     state_dir: str = ".cache/state"
     """Folder of the processor's local window state (RocksDB; rebuilt from changelogs if lost)."""
-    commit_interval: Duration = 1_000
+    commit_interval: Duration = 250
     """Checkpoint interval: InfluxDB writes and offset commits happen this often. Ticks wait while a
-    checkpoint writes, so a longer one means later alerts (p99 at 1,000 ticks/s: 289 ms at 1s, 456 ms
-    at 5s, docs/performance.md) for slightly fewer, larger writes."""
-    state_cache_mb: Annotated[int, Field(ge=8, le=65_536)] = 32
+    checkpoint writes, so a longer one means later alerts (p99 tick to alert at 1,000 ticks/s: 63 ms
+    at 250ms, 113 ms at 1s, docs/performance.md) for fewer, larger writes (a backlog at 1s: ~8 %
+    more ticks/s). Replays and scorecards use 1s whatever this is."""
+    state_cache_mb: Annotated[int, Field(ge=8, le=65_536)] = 16
     """RocksDB block cache (MB) for the window state, one shared by the whole process; it fills as
     state is read, so it is a ceiling, not an allocation (quixstreams' default, 1024, let a
-    10,000-coin processor grow past 800 MB; the OS page cache still holds the state files)."""
-    state_write_buffer_mb: Annotated[int, Field(ge=1, le=1024)] = 8
+    10,000-coin processor grow past 800 MB; the OS page cache still holds the state files; 16 and
+    32 process a backlog equally fast, docs/performance.md)."""
+    state_write_buffer_mb: Annotated[int, Field(ge=1, le=1024)] = 4
     """RocksDB write buffer (MB) per state partition; up to three are held in memory before they are
     flushed to disk (quixstreams' default, 64, held ~190 MB of memtables at 10,000 coins)."""
-    consumer_prefetch_kb: Annotated[int, Field(ge=64, le=1_048_576)] = 1024
+    consumer_prefetch_kb: Annotated[int, Field(ge=64, le=1_048_576)] = 256
     """Most ticks (KB) the Kafka consumer fetches ahead (librdkafka's queued.max.messages.kbytes); its
-    default (64 MB) buffered most of a backlog in memory, and 16 MB did not cap it."""
+    default (64 MB) buffered most of a backlog in memory, and 16 MB did not cap it. 256 KB is about
+    a thousand ticks, several times what the processor handles between two fetches."""
     malloc_trim_interval: DurationOrZero = 5_000
     """How often the processor returns freed memory to the OS (glibc malloc_trim; 0: never). A
     10,000-coin processor otherwise keeps ~500 MB it freed; each trim takes ~15 ms."""

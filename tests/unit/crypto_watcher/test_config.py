@@ -29,7 +29,7 @@ def test_defaults() -> None:
 
 def test_state_memory_settings_reach_rocksdb(monkeypatch: pytest.MonkeyPatch) -> None:
     default = rocksdb_options(load_settings(ProcessorSettings))
-    assert (default.block_cache_size, default.write_buffer_size) == (32 * 2**20, 8 * 2**20)
+    assert (default.block_cache_size, default.write_buffer_size) == (16 * 2**20, 4 * 2**20)
     monkeypatch.setenv("CW_STATE_CACHE_MB", "1024")
     monkeypatch.setenv("CW_STATE_WRITE_BUFFER_MB", "64")
     large = rocksdb_options(load_settings(ProcessorSettings))
