@@ -32,8 +32,8 @@ CANDLES_KEY = "candles:open"
 low, close, close_ms, ticks], ...]}`` sorted by start, rarely more than two (processor.candles)."""
 TICK_STATE = "pair:tick"
 """State key of everything a pair's every tick reads and writes, as one dict: the sliding windows'
-tick buffer (``processor.moves.BUFFER_KEY``), the open candles (``processor.candles.CANDLES_KEY``)
-and the move rules' state (:data:`MOVE_STATE`), each under its own former state key."""
+tick buffer (:data:`BUFFER_KEY`), the open candles (:data:`CANDLES_KEY`) and the move rules'
+state (:data:`MOVE_STATE`), each under its own former state key."""
 TICK_KEYS = (BUFFER_KEY, CANDLES_KEY, MOVE_STATE)
 """The keys :data:`TICK_STATE` holds; before it, each was a state key of its own (a processor
 from then left them so, and :class:`TickState` folds them in on the pair's next tick)."""
