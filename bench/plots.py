@@ -138,12 +138,124 @@ def memory() -> None:
     plt.close(fig)
 
 
+# Issue 10's figures, each panel from the result files named here (bench/results/<name>.json).
+ISSUE10_THROUGHPUT = (
+    (
+        "before issue 10\n(735612d, 3 windows,\nload 9-12)",
+        "processor_throughput-100000-stop20-windows-5m-15m-1h-before10",
+    ),
+    ("stop 21 code\n(b6d1273)", "processor_throughput-100000-stop22-commit1s-before"),
+    ("one state value\n(stop 22), 1 s", "processor_throughput-100000-stop22-commit1s"),
+    ("defaults\n(stop 22), 250 ms", "processor_throughput-100000-stop22-commit250ms-cache16-wb4-prefetch256"),
+)
+ISSUE10_LATENCY = (
+    ("before issue 10\n5 s checkpoints", "latency-5s"),
+    ("stop 20\n1 s", "latency-1s-stop20"),
+    ("stop 21\n1 s", "latency-1s-stop21-quiet-probe"),
+    ("stop 22\n1 s", "latency-1s-stop22"),
+    ("defaults\n(stop 22), 250 ms", "latency-250ms-stop22-new-defaults"),
+)
+ISSUE10_MEMORY = (
+    ("before issue 10", "memory-1000-10000"),
+    ("stop 21 defaults", "memory-1000-10000-stop20"),
+    ("defaults (stop 22)", "memory-1000-10000-stop22"),
+)
+ISSUE10_SOAKS = (
+    ("stop 21 defaults", "soak-10000-stop21"),
+    ("defaults (stop 22)", "soak-10000-stop23"),
+)
+
+
+def issue10() -> None:
+    """Issue 10's four targets against the runs that measured them, each with its target line."""
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.4))
+    (ax_tp, ax_lat), (ax_mem, ax_soak) = axes
+
+    runs = [(label, load(name)) for label, name in ISSUE10_THROUGHPUT]
+    runs = [(label, r) for label, r in runs if r and r.get("ratio_to_floor")]
+    ax_tp.bar([label for label, _ in runs], [r["ratio_to_floor"] for _, r in runs], color="#2f7ed8")
+    for x, (_, r) in enumerate(runs):
+        ax_tp.annotate(f"{r['ratio_to_floor']:.3f}", (x, r["ratio_to_floor"]), ha="center", va="bottom", fontsize=8)
+    ax_tp.axhline(0.4, color="#c0392b", linestyle="--", label="target 0.4 x")
+    ax_tp.set_ylim(0, 0.45)
+    ax_tp.set_ylabel("processor ticks/s / Quix floor ticks/s")
+    ax_tp.set_title("Throughput, 100,000 ticks, ratio to the floor in the same run", fontsize=10)
+    ax_tp.legend(fontsize=8)
+    ax_tp.tick_params(axis="x", labelsize=7)
+
+    lat = [(label, load(name)) for label, name in ISSUE10_LATENCY]
+    lat = [(label, r) for label, r in lat if r]
+    p99 = [r["p99"]["subject"] for _, r in lat]
+    ax_lat.bar(
+        [label for label, _ in lat],
+        [f["median"] for f in p99],
+        yerr=[[f["median"] - f["min"] for f in p99], [f["max"] - f["median"] for f in p99]],
+        capsize=4,
+        color="#f28f43",
+    )
+    for x, f in enumerate(p99):
+        ax_lat.annotate(
+            f"{f['median']:,.0f}",
+            (x, f["median"]),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            xytext=(8, 2),
+            textcoords="offset points",
+        )
+    ax_lat.axhline(100, color="#c0392b", linestyle="--", label="target 100 ms")
+    ax_lat.set_ylabel("p99 tick -> alert (ms); whiskers: runs' min-max")
+    ax_lat.set_title("Latency at 1,000 ticks/s, 1,000 coins", fontsize=10)
+    ax_lat.legend(fontsize=8)
+    ax_lat.tick_params(axis="x", labelsize=7)
+
+    mem = [(label, load(name)) for label, name in ISSUE10_MEMORY]
+    mem = [(label, r) for label, r in mem if r]
+    width = 0.38
+    for n, coins in enumerate(("1000", "10000")):
+        values = [r["results"][coins]["comparisons"]["processor"]["subject"]["median"] for _, r in mem]
+        xs = [i + (n - 0.5) * width for i in range(len(values))]
+        bars = ax_mem.bar(xs, values, width, label=f"{int(coins):,} coins")
+        for b, v in zip(bars, values, strict=True):
+            ax_mem.annotate(f"{v:,.0f}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=8)
+    ax_mem.set_xticks(range(len(mem)), [label for label, _ in mem], fontsize=8)
+    ax_mem.axhline(150, color="#1f77b4", linestyle="--", linewidth=1, label="target at 1,000 coins")
+    ax_mem.axhline(350, color="#ff7f0e", linestyle="--", linewidth=1, label="target at 10,000 coins")
+    ax_mem.set_ylabel("processor peak RSS (MB)")
+    ax_mem.set_title("Peak memory, a 65-round backlog", fontsize=10)
+    ax_mem.legend(fontsize=8)
+
+    for label, name in ISSUE10_SOAKS:
+        soak = load(name)
+        if not soak:
+            continue
+        samples = soak["samples"]
+        figures = soak["figures"]
+        ax_soak.plot(
+            [s["t_s"] / 60 for s in samples],
+            [s["rss_mb"] for s in samples],
+            linewidth=0.8,
+            label=f"{label}: {figures['growth_pct']:+.1f} % over the measured hour",
+        )
+        ax_soak.axvspan(0, figures["warmup_min"], color="#dddddd", alpha=0.3)
+    ax_soak.set_xlabel("minutes (grey: warm-up, left out)")
+    ax_soak.set_ylabel("processor RSS (MB)")
+    ax_soak.set_title("Soak at 10,000 coins, every coin quoted every 30 s (target: growth <= 5 %)", fontsize=10)
+    ax_soak.legend(fontsize=8)
+
+    fig.suptitle("Issue 10: the processor's targets (2-core machine; bench/results/ names each run)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(IMG / "issue10.png", dpi=100)
+    plt.close(fig)
+
+
 def main() -> int:
     argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     IMG.mkdir(parents=True, exist_ok=True)
     throughput()
     latency()
     memory()
+    issue10()
     for path in sorted(IMG.glob("*.png")):
         print(path.relative_to(common.ROOT))
     return 0
