@@ -13,7 +13,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 
-from crypto_watcher.config import ENV_PREFIX, KafkaSettings, LogSettings, default_of
+from crypto_watcher.config import ENV_PREFIX, KafkaSettings, LogSettings, default_of, unset_means
 from crypto_watcher.durations import format_duration, is_duration
 
 
@@ -45,7 +45,8 @@ def setting_help(model: type[BaseModel], name: str, text: str | None = None) -> 
     what = text if text is not None else (model.model_fields[name].description or "")
     what = " ".join(what.replace("`", "").split())
     default = shown_default(model, name)
-    where = f"[{env_name(name)}, default {default}]" if default is not None else f"[{env_name(name)}, default: none]"
+    unset = unset_means(model, name) or "none"
+    where = f"[{env_name(name)}, default {default}]" if default is not None else f"[{env_name(name)}, default: {unset}]"
     return f"{what} {where}".strip().replace("%", "%%")
 
 

@@ -20,6 +20,9 @@ from crypto_watcher.durations import Duration, DurationOrZero, Retention, parse_
 from crypto_watcher.messages import ALERTS_TOPIC, TICKS_DLQ_TOPIC, TICKS_TOPIC, Severity
 
 ENV_PREFIX = "CW_"
+UNSET = "unset_means"
+"""The ``json_schema_extra`` key of a setting whose unset value means something other than none."""
+PLANS_DEFAULT = {UNSET: "the plan's"}
 
 
 class ConfigError(SystemExit):
@@ -136,11 +139,13 @@ class ProducerSettings(KafkaSettings, HttpSettings):
     """CoinGecko access plan: `public` (keyless), `demo` or `pro`."""
     coingecko_api_key: str | None = None
     """API key for the demo or pro plan (sent in the plan's header, never logged)."""
-    coingecko_base_url: str | None = None
+    coingecko_base_url: Annotated[str | None, Field(json_schema_extra=PLANS_DEFAULT)] = None
     """Defaults to the plan's URL; tests and proxies point it elsewhere."""
     coingecko_timeout: Duration = 10_000
     """Timeout of one CoinGecko call."""
-    coingecko_calls_per_minute: Annotated[float, Field(gt=0)] | None = None
+    coingecko_calls_per_minute: Annotated[
+        Annotated[float, Field(gt=0)] | None, Field(json_schema_extra=PLANS_DEFAULT)
+    ] = None
     """Call budget shared by every CoinGecko call. Defaults to the plan's (public 10, demo 30, pro 500)."""
     coingecko_monthly_calls: Annotated[int, Field(gt=0)] | None = None
     """Monthly call credits of your plan (Demo has had 10,000): warns at start-up if polling would spend more."""
@@ -305,6 +310,13 @@ def split_urls(text: str) -> list[str]:
 
 
 S = TypeVar("S", bound=BaseModel)
+
+
+def unset_means(model: type[BaseModel], name: str) -> str | None:
+    """What leaving a setting without a default unset means (``the plan's``), where that is not "none":
+    the flags' help and the README's reference both say it, from the field's ``UNSET`` marker."""
+    extra = model.model_fields[name].json_schema_extra
+    return extra.get(UNSET) if isinstance(extra, dict) else None  # type: ignore[return-value]
 
 
 def default_of(model: type[BaseModel], name: str) -> Any:

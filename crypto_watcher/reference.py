@@ -9,7 +9,14 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
 from crypto_watcher.cli_help import env_name, shown_default
-from crypto_watcher.config import KafkaSettings, LogSettings, NotifierSettings, ProcessorSettings, ProducerSettings
+from crypto_watcher.config import (
+    KafkaSettings,
+    LogSettings,
+    NotifierSettings,
+    ProcessorSettings,
+    ProducerSettings,
+    unset_means,
+)
 from crypto_watcher.durations import is_duration
 
 
@@ -20,7 +27,9 @@ def duration_fields(model: type[BaseModel]) -> set[str]:
 
 def _default(name: str, model: type[BaseSettings]) -> str:
     shown = shown_default(model, name)
-    return "—" if shown is None else f"`{shown}`"
+    if shown is None:
+        return unset_means(model, name) or "—"
+    return f"`{shown}`"
 
 
 def table(model: type[BaseSettings], skip: set[str] = frozenset()) -> str:  # type: ignore[assignment]

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from crypto_watcher.cli_help import add_bootstrap, add_log_level, add_setting, env_name, service_parser
+from crypto_watcher.cli_help import add_bootstrap, add_log_level, add_setting, service_parser
 from crypto_watcher.config import ConfigError, ProducerSettings, load_settings
 from crypto_watcher.logs import setup_logging
 from crypto_watcher.times import TIME_HELP, format_time, glue_time_values, time_arg
@@ -56,23 +56,16 @@ Stop with Ctrl-C or SIGTERM: polling stops, queued ticks are flushed, the exit s
 # ---------------------------------------------------------------------------------------------
 
 
-def _plan_default(name: str, what: str) -> str:
-    """Help for a setting whose unset value means "the plan's", which ``setting_help`` would show as none."""
-    return f"{what} [{env_name(name)}, default: the plan's]"
-
-
 def _coingecko_args(p: argparse.ArgumentParser) -> None:
     add_setting(p, SETTINGS, "coingecko_plan", "--plan")
-    add_setting(
-        p, SETTINGS, "coingecko_base_url", "--base-url", help=_plan_default("coingecko_base_url", "CoinGecko base URL")
-    )
+    add_setting(p, SETTINGS, "coingecko_base_url", "--base-url", text="CoinGecko base URL.")
     add_setting(
         p,
         SETTINGS,
         "coingecko_calls_per_minute",
         "--calls-per-minute",
         type=float,
-        help=_plan_default("coingecko_calls_per_minute", "Call budget shared by every CoinGecko call."),
+        text="Call budget shared by every CoinGecko call.",
     )
     add_setting(p, SETTINGS, "coingecko_cache_dir", "--cache-dir")
 

@@ -96,11 +96,17 @@ def test_topic_retention_forever() -> None:
 
 def test_flag_help_is_the_setting_s_description_variable_and_default() -> None:
     from crypto_watcher.cli_help import choices_of, setting_help
+    from crypto_watcher.reference import reference
 
     text = setting_help(ProcessorSettings, "windows")
     assert text.startswith("Windows the percent change") and text.endswith("[CW_WINDOWS, default 5m,15m,1h,4h,24h]")
     assert setting_help(ProcessorSettings, "cooldown", "quiet time") == "quiet time [CW_COOLDOWN, default 15m]"
     assert setting_help(ProcessorSettings, "rules_file", "rules").endswith("[CW_RULES_FILE, default: none]")
+    # unset means the CoinGecko plan's value: help and the README's reference say so, not "none"
+    assert setting_help(ProducerSettings, "coingecko_calls_per_minute", "budget") == (
+        "budget [CW_COINGECKO_CALLS_PER_MINUTE, default: the plan's]"
+    )
+    assert "| `CW_COINGECKO_BASE_URL` | the plan's |" in reference()
     assert (
         setting_help(NotifierSettings, "notify_console", "100% quiet")
         == "100%% quiet [CW_NOTIFY_CONSOLE, default true]"
