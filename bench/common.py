@@ -22,7 +22,6 @@ import subprocess
 import sys
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,9 +75,7 @@ def reproduce_command(script: str, parser: argparse.ArgumentParser, args: argpar
 def machine() -> dict[str, Any]:
     """What the figures were measured on; printed with every result."""
     import confluent_kafka
-
-    with warnings.catch_warnings(record=True):  # quixstreams imports authlib, which warns about httpx
-        import quixstreams
+    import quixstreams  # after crypto_watcher, which silences authlib's warning
 
     cpu = "unknown"
     try:
@@ -251,6 +248,28 @@ def save_results(name: str, command: str, payload: dict[str, Any]) -> Path:
     path.write_text(json.dumps(repo_relative(record), indent=2) + "\n")
     print(f"load average at end {m['load_avg_1m']}; raw results: {repo_path(path)}", flush=True)
     return path
+
+
+def add_commit_interval_arg(parser: argparse.ArgumentParser) -> None:
+    """``--commit-interval``, defaulting to the processor's own (CW_COMMIT_INTERVAL), so a benchmark
+    run without it measures the processor as deployed; every run's printed command names it."""
+    from crypto_watcher.cli_help import shown_default
+    from crypto_watcher.config import ProcessorSettings
+
+    default = shown_default(ProcessorSettings, "commit_interval")
+    help_text = f"the processor's checkpoint interval (default {default}, its default)"
+    parser.add_argument("--commit-interval", default=default, help=help_text)
+
+
+def add_backlog_args(parser: argparse.ArgumentParser, ticks: int, partitions: int) -> None:
+    """The backlog the processor benchmarks work through (processor_throughput.py, replicas.py):
+    ``--ticks`` ticks of ``--coins`` coins in a topic of ``--partitions`` partitions."""
+    parser.add_argument("--ticks", type=int, default=ticks, help=f"ticks in the topic (default {ticks:,})")
+    parser.add_argument("--coins", type=int, default=1000, help="distinct coins (keys), quoted in usd (default 1000)")
+    parser.add_argument(
+        "--partitions", type=int, default=partitions, help=f"partitions of the ticks topic (default {partitions})"
+    )
+    add_commit_interval_arg(parser)
 
 
 def add_runs_arg(parser: argparse.ArgumentParser, default: int = 3) -> None:

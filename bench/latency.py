@@ -62,9 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.01,
         help="fraction of the measured ticks that trigger an alert (default 0.01: 10 alerts/s at 1000 ticks/s)",
     )
-    p.add_argument(
-        "--commit-interval", default="250ms", help="the processor's checkpoint interval (default 250ms, its default)"
-    )
+    common.add_commit_interval_arg(p)
     p.add_argument(
         "--code",
         default=".",

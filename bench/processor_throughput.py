@@ -50,14 +50,7 @@ LOGS = common.ROOT / ".cache" / "bench"
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ticks", type=int, default=1_000_000, help="ticks in the topic (default 1,000,000)")
-    p.add_argument("--coins", type=int, default=1000, help="distinct coins (keys), quoted in usd (default 1000)")
-    p.add_argument("--partitions", type=int, default=3, help="partitions of the ticks topic (default 3, as deployed)")
-    p.add_argument(
-        "--commit-interval",
-        default="5s",
-        help="processor checkpoint interval (default 5s, as the figures before issue 10; production: 1s)",
-    )
+    common.add_backlog_args(p, ticks=1_000_000, partitions=3)
     p.add_argument(
         "--code",
         default=".",
@@ -125,6 +118,58 @@ class CommitWatcher(threading.Thread):
             self._on_done()
 
 
+def run_until_committed(app: Any, group: str, topic: str, profile: str) -> dict[str, Any]:
+    """Runs a Quix app over the whole topic and times it: from ``app.run`` until the group's committed
+    offsets reach the topic's end (``CommitWatcher`` then stops the app). Shared by every worker, so
+    the processor and the floor are clocked alike. The result also holds the worker's CPU, the
+    services' CPU, its peak RSS and (key ``profiler``) the profiler, if ``profile`` asked for one."""
+    ends = common.topic_end_offsets(topic)
+    expected = sum(ends.values())
+    first: list[float] = []
+
+    def on_processed(_topic: str, _partition: int, _offset: int) -> None:
+        if not first:
+            first.append(time.perf_counter())
+
+    app._on_message_processed = on_processed  # Quix's hook; build_pipeline does not expose it
+    watcher = CommitWatcher(group, topic, ends, app.stop, limit_s=180)
+    profiler: Any = None
+    if profile == "cprofile":
+        import cProfile
+
+        profiler = cProfile.Profile()
+    elif profile == "pyinstrument":
+        import pyinstrument
+
+        profiler = pyinstrument.Profiler(interval=0.001)
+    services = common.ServiceCpu().start()
+    cpu0 = common.cpu_seconds()
+    start = time.perf_counter()
+    watcher.start()
+    if profiler is not None:
+        profiler.enable() if profile == "cprofile" else profiler.start()
+    app.run(timeout=0, collect=False)
+    if profiler is not None:
+        profiler.disable() if profile == "cprofile" else profiler.stop()
+    cpu_s = common.cpu_seconds() - cpu0
+    service_cpu = services.stop()
+    watcher.join(30)
+    if watcher.done_at is None:
+        raise common.Disturbed("no offset committed for 180 s: stopped" if watcher.timed_out else "stopped early")
+    elapsed = watcher.done_at - start
+    return {
+        "ticks": expected,
+        "seconds": elapsed,
+        "ticks_per_s": expected / elapsed,
+        "startup_s": (first[0] - start) if first else None,
+        "steady_ticks_per_s": expected / (watcher.done_at - first[0]) if first else None,
+        "peak_rss_mb": common.peak_rss_mb(),
+        "cpu_s": cpu_s,
+        "service_cpu_s": service_cpu,
+        "profiler": profiler,
+    }
+
+
 def work_processor(args: argparse.Namespace) -> dict[str, Any]:
     import processor
     from crypto_watcher.config import ProcessorSettings, load_settings
@@ -132,8 +177,7 @@ def work_processor(args: argparse.Namespace) -> dict[str, Any]:
     from processor.app import build_pipeline
 
     setup_logging("WARNING", "processor", "json")  # as deployed (alerts are WARNING lines), to the log file
-    ends = common.topic_end_offsets(args.topic)
-    expected = sum(ends.values())
+    expected = sum(common.topic_end_offsets(args.topic).values())
     shared = args.db is not None  # one of several replicas: the caller made the database and checks it
     db = args.db or common.unique("bench_proc")
     state_dir = tempfile.mkdtemp(prefix="bench-proc-state-")
@@ -161,58 +205,21 @@ def work_processor(args: argparse.Namespace) -> dict[str, Any]:
         built = time.perf_counter()
         pipeline = build_pipeline(settings)  # declares (creates) every topic, incl. Quix changelogs
         build_s = time.perf_counter() - built
-        app = pipeline.app
-        first: list[float] = []
-
-        def on_processed(_topic: str, _partition: int, _offset: int) -> None:
-            if not first:
-                first.append(time.perf_counter())
-
-        app._on_message_processed = on_processed  # Quix's hook; build_pipeline does not expose it
-        watcher = CommitWatcher(group, args.topic, ends, app.stop, limit_s=180)
-        profiler: Any = None
-        if args.profile == "cprofile":
-            import cProfile
-
-            profiler = cProfile.Profile()
-        elif args.profile == "pyinstrument":
-            import pyinstrument
-
-            profiler = pyinstrument.Profiler(interval=0.001)
-        services = common.ServiceCpu().start()
-        cpu0 = common.cpu_seconds()
-        start = time.perf_counter()
-        watcher.start()
-        if profiler is not None:
-            profiler.enable() if args.profile == "cprofile" else profiler.start()
-        app.run(timeout=0, collect=False)
-        if profiler is not None:
-            profiler.disable() if args.profile == "cprofile" else profiler.stop()
-        cpu_s = common.cpu_seconds() - cpu0
-        service_cpu = services.stop()
-        watcher.join(30)
-        if watcher.done_at is None:
-            raise common.Disturbed("no offset committed for 180 s: stopped" if watcher.timed_out else "stopped early")
-        elapsed = watcher.done_at - start
+        measured = run_until_committed(pipeline.app, group, args.topic, args.profile)
+        elapsed = measured["seconds"]
         points = pipeline.sink.points_written
         alerts = sum(common.topic_end_offsets(settings.alerts_topic).values())
         stored = expected if shared else common.influx_count(db, "price", "price")
         if stored != expected:
             raise RuntimeError(f"InfluxDB holds {stored} price points, expected {expected}")
+        profiler = measured.pop("profiler")
         result: dict[str, Any] = {
-            "ticks": expected,
-            "seconds": elapsed,
-            "ticks_per_s": expected / elapsed,
-            "startup_s": (first[0] - start) if first else None,
-            "steady_ticks_per_s": expected / (watcher.done_at - first[0]) if first else None,
+            **measured,
             "build_s": build_s,
             "points_written": points,
             "points_per_s": points / elapsed,
             "dlq": pipeline.dead_letters.count,
             "alerts": alerts,
-            "peak_rss_mb": common.peak_rss_mb(),
-            "cpu_s": cpu_s,
-            "service_cpu_s": service_cpu,
             "processor_code": common.repo_path(Path(processor.__file__).parent),
             "windows": settings.windows,  # CW_WINDOWS, when set, changes the work per tick
         }
@@ -306,8 +313,6 @@ def work_floor(args: argparse.Namespace) -> dict[str, Any]:
     from crypto_watcher.config import ProcessorSettings, load_settings
     from processor.app import TickDeserializer, rocksdb_options, tick_event_time
 
-    ends = common.topic_end_offsets(args.topic)
-    expected = sum(ends.values())
     state_dir = tempfile.mkdtemp(prefix="bench-floor-state-")
     group = f"{common.unique(f'{args.tag}-{args.run_id}')}-floor"
     settings = load_settings(ProcessorSettings, {"kafka_bootstrap": common.KAFKA, "http_port": -1})
@@ -335,35 +340,9 @@ def work_floor(args: argparse.Namespace) -> dict[str, Any]:
             return tick
 
         app.dataframe(topic).apply(step, stateful=True).sink(NullSink())
-        first: list[float] = []
-
-        def on_processed(_topic: str, _partition: int, _offset: int) -> None:
-            if not first:
-                first.append(time.perf_counter())
-
-        app._on_message_processed = on_processed
-        watcher = CommitWatcher(group, args.topic, ends, app.stop, limit_s=180)
-        services = common.ServiceCpu().start()
-        cpu0 = common.cpu_seconds()
-        start = time.perf_counter()
-        watcher.start()
-        app.run(timeout=0, collect=False)
-        cpu_s = common.cpu_seconds() - cpu0
-        service_cpu = services.stop()
-        watcher.join(30)
-        if watcher.done_at is None:
-            raise common.Disturbed("no offset committed for 180 s: stopped" if watcher.timed_out else "stopped early")
-        elapsed = watcher.done_at - start
-        return {
-            "ticks": expected,
-            "seconds": elapsed,
-            "ticks_per_s": expected / elapsed,
-            "startup_s": (first[0] - start) if first else None,
-            "steady_ticks_per_s": expected / (watcher.done_at - first[0]) if first else None,
-            "peak_rss_mb": common.peak_rss_mb(),
-            "cpu_s": cpu_s,
-            "service_cpu_s": service_cpu,
-        }
+        measured = run_until_committed(app, group, args.topic, "none")
+        del measured["profiler"]
+        return measured
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
 

@@ -39,11 +39,8 @@ LOGS = common.ROOT / ".cache" / "bench"
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ticks", type=int, default=200_000, help="ticks in the topic (default 200,000)")
-    p.add_argument("--coins", type=int, default=1000, help="distinct coins (keys) (default 1000)")
-    p.add_argument("--partitions", type=int, default=2, help="partitions of the ticks topic (default 2)")
+    common.add_backlog_args(p, ticks=200_000, partitions=2)
     p.add_argument("--replicas", type=int, default=2, help="processors in the subject's group (default 2)")
-    p.add_argument("--commit-interval", default="5s", help="processor checkpoint interval (default 5s)")
     common.add_runs_arg(p)
     return p
 
