@@ -1,10 +1,3 @@
 """Crypto Watcher processor: a Quix Streams application turning ticks into windows, signals and alerts."""
 
-import contextlib
-import warnings
-
-# quixstreams imports authlib's httpx integration, which warns on every start; not ours to fix.
-# authlib installs an "always" filter for its warnings when imported, so ours must come after it.
-with contextlib.suppress(ImportError):
-    import authlib.deprecate  # type: ignore[import-untyped]  # noqa: F401
-warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+import crypto_watcher  # noqa: F401  # first: it silences authlib's warning before quixstreams imports authlib
