@@ -9,7 +9,6 @@ show "No data" while the data is there is a broken panel.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ import yaml
 
 from tests.support.coingecko import FakeCoinGecko
 from tests.support.net import free_port
+from tests.support.service_env import service_env
 from tests.support.services import Services, unique
 
 pytestmark = pytest.mark.services
@@ -96,29 +96,24 @@ def test_every_promql_panel_and_rule_returns_series(services: Services, tmp_path
         fake.script("ethereum", [(now - 60, 3_000.0)])
         market = Market(fake)
         market.start()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CW_")}
-        env.update(
-            {
-                "CW_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
-                "CW_TICKS_TOPIC": f"{tag}.ticks",
-                "CW_ALERTS_TOPIC": f"{tag}.alerts",
-                "CW_DLQ_TOPIC": f"{tag}.dlq",
-                "CW_INFLUX_URL": services.influx_url,
-                "CW_INFLUX_DB": tag,
-                "CW_STATE_DIR": str(tmp_path / "state"),
-                "CW_CONSUMER_GROUP": unique("g"),
-                "CW_NOTIFY_GROUP": unique("n"),
-                "CW_NOTIFY_STATE": str(tmp_path / "n.sqlite"),
-                "CW_COMMIT_INTERVAL": "1s",
-                "CW_LOG_LEVEL": "WARNING",
-                "CW_WINDOWS": "1m",
-                "CW_COOLDOWN": "1m",
-                "CW_COINGECKO_PLAN": "demo",
-                "CW_COINGECKO_API_KEY": "k",
-                "CW_COINGECKO_BASE_URL": fake.url,
-                "CW_COINGECKO_CALLS_PER_MINUTE": "600",
-                "CW_COINS": "bitcoin,ethereum",
-            }
+        env = service_env(
+            services.kafka_bootstrap,
+            {kind: f"{tag}.{kind}" for kind in ("ticks", "alerts", "dlq")},
+            influx_url=services.influx_url,
+            influx_db=tag,
+            state_dir=tmp_path / "state",
+            consumer_group=unique("g"),
+            notify_group=unique("n"),
+            notify_state=tmp_path / "n.sqlite",
+            commit_interval="1s",
+            log_level="WARNING",
+            windows="1m",
+            cooldown="1m",
+            coingecko_plan="demo",
+            coingecko_api_key="k",
+            coingecko_base_url=fake.url,
+            coingecko_calls_per_minute=600,
+            coins="bitcoin,ethereum",
         )
         commands = {
             "producer": [sys.executable, "-m", "producer", "--source", "coingecko", "--interval", "1s"],

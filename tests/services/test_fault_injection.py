@@ -32,6 +32,7 @@ from werkzeug import Request, Response
 from crypto_watcher.messages import Alert, Tick
 from tests.support.paths import ROOT
 from tests.support.pipeline import processor_settings, run_processor
+from tests.support.service_env import service_env as base_env
 from tests.support.services import Influx, Services, read_topic, unique
 
 pytestmark = pytest.mark.services
@@ -41,29 +42,23 @@ COINS = 1000
 
 
 def service_env(services: Services, topics: dict[str, str], db: str, tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CW_")}
-    env.update(
-        {
-            "CW_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
-            "CW_TICKS_TOPIC": topics["ticks"],
-            "CW_ALERTS_TOPIC": topics["alerts"],
-            "CW_DLQ_TOPIC": topics["dlq"],
-            "CW_INFLUX_URL": services.influx_url,
-            "CW_INFLUX_DB": db,
-            "CW_LOG_FORMAT": "json",
-            "CW_LOG_LEVEL": "WARNING",
-            "CW_HTTP_PORT": "-1",
-            "CW_COMMIT_INTERVAL": "2s",
-            "CW_STATE_DIR": str(tmp / "processor-state"),
-            "CW_CONSUMER_GROUP": unique("fault-processor"),
-            "CW_NOTIFY_GROUP": unique("fault-notifier"),
-            "CW_NOTIFY_STATE": str(tmp / "delivered.sqlite"),
-            "CW_NOTIFY_CONSOLE": "false",
-            "CW_NOTIFY_RETENTION": "30d",
-            "CW_NOTIFY_MAX_BACKOFF": "5s",
-        }
+    return base_env(
+        services.kafka_bootstrap,
+        topics,
+        influx_url=services.influx_url,
+        influx_db=db,
+        log_format="json",
+        log_level="WARNING",
+        http_port=-1,
+        commit_interval="2s",
+        state_dir=tmp / "processor-state",
+        consumer_group=unique("fault-processor"),
+        notify_group=unique("fault-notifier"),
+        notify_state=tmp / "delivered.sqlite",
+        notify_console="false",
+        notify_retention="30d",
+        notify_max_backoff="5s",
     )
-    return env
 
 
 class Deliveries:

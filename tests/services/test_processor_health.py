@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from tests.support.fault_proxy import FaultProxy
 from tests.support.net import free_port
 from tests.support.paths import ROOT
 from tests.support.pipeline import publisher
+from tests.support.service_env import influx2_settings, service_env
 from tests.support.services import Influx2, Services, unique
 
 pytestmark = pytest.mark.services
@@ -54,24 +54,15 @@ def test_readiness_follows_influxdb_and_metrics_are_documented(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with FaultProxy(influx2.url) as influx:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CW_")}
-        env.update(
-            {
-                "CW_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
-                "CW_TICKS_TOPIC": topics["ticks"],
-                "CW_ALERTS_TOPIC": topics["alerts"],
-                "CW_DLQ_TOPIC": topics["dlq"],
-                "CW_CONSUMER_GROUP": unique("g"),
-                "CW_STATE_DIR": str(tmp_path),
-                "CW_INFLUX_API": "v2",
-                "CW_INFLUX_URL": influx.url,
-                "CW_INFLUX_TOKEN": influx2.token,
-                "CW_INFLUX_ORG": influx2.org,
-                "CW_INFLUX_BUCKET": influx2_bucket,
-                "CW_HTTP_PORT": str(port),
-                "CW_COMMIT_INTERVAL": "1s",
-                "CW_LOG_FORMAT": "json",
-            }
+        env = service_env(
+            services.kafka_bootstrap,
+            topics,
+            consumer_group=unique("g"),
+            state_dir=tmp_path,
+            **influx2_settings(influx2, influx2_bucket, url=influx.url),
+            http_port=port,
+            commit_interval="1s",
+            log_format="json",
         )
         proc = subprocess.Popen(
             [sys.executable, "-m", "processor"],

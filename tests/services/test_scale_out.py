@@ -45,6 +45,7 @@ from crypto_watcher.messages import Alert, Tick
 from tests.support.net import free_port
 from tests.support.paths import ROOT
 from tests.support.pipeline import processor_settings, run_processor
+from tests.support.service_env import influx2_settings, service_env
 from tests.support.services import Influx2, Services, influx2_from_env, read_topic, unique
 
 pytestmark = pytest.mark.services
@@ -227,31 +228,22 @@ def test_cluster_replicas_and_rolling_restart_lose_nothing(
     polls = TICKS // COINS
     deliveries = Deliveries()
     httpserver.expect_request("/alerts").respond_with_handler(deliveries.handler)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CW_")}
-    env.update(
-        {
-            "CW_KAFKA_BOOTSTRAP": kafka_cluster,
-            "CW_TICKS_TOPIC": topics["ticks"],
-            "CW_ALERTS_TOPIC": topics["alerts"],
-            "CW_DLQ_TOPIC": topics["dlq"],
-            "CW_TICKS_PARTITIONS": str(PARTITIONS),
-            "CW_TOPIC_RETENTION": "forever",
-            "CW_INFLUX_API": "v2",
-            "CW_INFLUX_URL": influx2.url,
-            "CW_INFLUX_TOKEN": influx2.token,
-            "CW_INFLUX_ORG": influx2.org,
-            "CW_INFLUX_BUCKET": bucket,
-            "CW_LOG_FORMAT": "json",
-            "CW_LOG_LEVEL": "WARNING",
-            "CW_COMMIT_INTERVAL": "2s",
-            "CW_CONSUMER_GROUP": unique("scale-processor"),
-            "CW_NOTIFY_GROUP": unique("scale-notifier"),
-            "CW_NOTIFY_STATE": str(tmp_path / "delivered.sqlite"),
-            "CW_NOTIFY_CONSOLE": "false",
-            "CW_NOTIFY_RETENTION": "30d",
-            "CW_NOTIFY_MAX_BACKOFF": "5s",
-            "CW_NOTIFY_URLS": f"json://127.0.0.1:{httpserver.port}/alerts",
-        }
+    env = service_env(
+        kafka_cluster,
+        topics,
+        ticks_partitions=PARTITIONS,
+        topic_retention="forever",
+        **influx2_settings(influx2, bucket),
+        log_format="json",
+        log_level="WARNING",
+        commit_interval="2s",
+        consumer_group=unique("scale-processor"),
+        notify_group=unique("scale-notifier"),
+        notify_state=tmp_path / "delivered.sqlite",
+        notify_console="false",
+        notify_retention="30d",
+        notify_max_backoff="5s",
+        notify_urls=f"json://127.0.0.1:{httpserver.port}/alerts",
     )
     logs = tmp_path / "logs"
     logs.mkdir()
