@@ -15,9 +15,6 @@ pending, medians and shares, and as quartiles InfluxQL's nearest-rank percentile
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import math
 import time
 from collections import Counter
@@ -27,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from processor.cli import main
 from tests.support.pipeline import publisher
+from tests.support.scorecard_cli import run_scorecard, scorecard_args
 from tests.support.scorecard_feeds import HOUR, MIN, rising_after_buy
 from tests.support.services import Services, unique
 
@@ -99,27 +96,8 @@ def scorecard_db(
         }
         target = ["--influx-bucket", db.bucket]
     try:
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in env.items():
-                patch.setenv(name, value)
-            stdout, stderr = io.StringIO(), io.StringIO()
-            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-                code = main(
-                    [
-                        "scorecard",
-                        "--from",
-                        str(from_ms),
-                        "--to",
-                        str(to_ms),
-                        *target,
-                        "--state-dir",
-                        str(tmp_path_factory.mktemp(f"scorecard-{influx_server.api}")),
-                        "--no-progress",
-                        "--json",
-                    ]
-                )
-        assert code == 0, stderr.getvalue()
-        card = json.loads(stdout.getvalue())
+        state = tmp_path_factory.mktemp(f"scorecard-{influx_server.api}")
+        card = run_scorecard(env, scorecard_args(from_ms, to_ms, target, state))
         assert card["hints"], "the crashes must raise hints"
         assert any(h["right"]["24h"] is None for h in card["hints"]), "the last crash's hints are pending at 24h"
         names = (db.name,) if db.name == db.bucket else (db.name, db.bucket)

@@ -39,6 +39,7 @@ from confluent_kafka.admin import AdminClient
 from crypto_watcher.messages import Alert, Tick
 from processor.cli import main
 from tests.support.pipeline import publisher
+from tests.support.scorecard_cli import run_scorecard, scorecard_args
 from tests.support.scorecard_feeds import (
     HOUR,
     MIN,
@@ -133,35 +134,13 @@ def scorecard(
     database: str,
     state: Path,
 ) -> dict[str, Any]:
-    run = run_cli(
-        monkeypatch,
-        capsys,
-        env,
-        "scorecard",
-        "--from",
-        str(from_ms),
-        "--to",
-        str(to_ms),
-        "--influx-db",
-        database,
-        "--state-dir",
-        str(state),
-        "--no-progress",
-        "--json",
-    )
+    run = run_cli(monkeypatch, capsys, env, *scorecard_args(from_ms, to_ms, ["--influx-db", database], state))
     return run.card
-
-
-@pytest.fixture(scope="module")
-def module_patch() -> Iterator[pytest.MonkeyPatch]:
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
 
 
 @pytest.fixture(scope="module")
 def walk(
     services: Services,
-    module_patch: pytest.MonkeyPatch,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Scored]:
     """16 random walks of 5-minute ticks: 6 hours of warm-up, 7 days scored, 1 more day for the horizons."""
@@ -170,7 +149,9 @@ def walk(
     env = env_for(services, topic)
     database = unique("scorecard")
     from_ms, to_ms = T0, T0 + 7 * DAY
-    card = _scorecard_module(module_patch, env, from_ms, to_ms, database, tmp_path_factory.mktemp("walk"))
+    card = run_scorecard(
+        env, scorecard_args(from_ms, to_ms, ["--influx-db", database], tmp_path_factory.mktemp("walk"))
+    )
     yield Scored(ticks, topic, card, from_ms, to_ms, database, env)
     Influx(services.influx_url).drop(database)
 
@@ -182,7 +163,6 @@ RISING_END = FIRST_CRASH + 4 * 28 * HOUR - MIN  # the fifth crash never comes
 @pytest.fixture(scope="module")
 def rising(
     services: Services,
-    module_patch: pytest.MonkeyPatch,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Scored]:
     """Two coins crashing and rebounding every 28 hours (:func:`rising_after_buy`), four crashes scored."""
@@ -191,39 +171,10 @@ def rising(
     env = env_for(services, topic)
     database = unique("scorecard")
     from_ms, to_ms = T0, FIRST_CRASH + 3 * 28 * HOUR + 2 * HOUR  # each crash with its rebound
-    card = _scorecard_module(module_patch, env, from_ms, to_ms, database, tmp_path_factory.mktemp("rising"))
+    state = tmp_path_factory.mktemp("rising")
+    card = run_scorecard(env, scorecard_args(from_ms, to_ms, ["--influx-db", database], state))
     yield Scored(ticks, topic, card, from_ms, to_ms, database, env)
     Influx(services.influx_url).drop(database)
-
-
-def _scorecard_module(
-    patch: pytest.MonkeyPatch, env: dict[str, str], from_ms: int, to_ms: int, database: str, state: Path
-) -> dict[str, Any]:
-    """The CLI in a module-scoped fixture (no capsys there): stdout captured by redirecting it."""
-    import contextlib
-    import io
-
-    for name, value in env.items():
-        patch.setenv(name, value)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(
-            [
-                "scorecard",
-                "--from",
-                str(from_ms),
-                "--to",
-                str(to_ms),
-                "--influx-db",
-                database,
-                "--state-dir",
-                str(state),
-                "--no-progress",
-                "--json",
-            ]
-        )
-    assert code == 0, err.getvalue()
-    return dict(json.loads(out.getvalue()))
 
 
 # --- what live would alert, and nothing published ----------------------------------------------
