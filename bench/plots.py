@@ -25,17 +25,31 @@ def load(name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def bar(ax: Any, labels: list[str], figures: list[dict[str, Any]], unit: str, title: str) -> None:
+def bar(
+    ax: Any, labels: list[str], figures: list[dict[str, Any]], unit: str, title: str, colors: list[str] | None = None
+) -> None:
+    """Median bars with the runs' min-max as whiskers, each bar labelled with its median."""
     medians = [f["median"] for f in figures]
     lows = [f["median"] - f["min"] for f in figures]
     highs = [f["max"] - f["median"] for f in figures]
-    colors = ["#9aa5b1", "#2f7ed8", "#f28f43", "#7cb342"][: len(figures)]
+    colors = colors or ["#9aa5b1", "#2f7ed8", "#f28f43", "#7cb342"][: len(figures)]
     ax.bar(labels, medians, yerr=[lows, highs], capsize=6, color=colors)
     for x, value in enumerate(medians):
         ax.annotate(f"{value:,.0f}", (x, value), ha="center", va="bottom", xytext=(0, 6), textcoords="offset points")
     ax.set_ylabel(unit)
     ax.set_title(title, fontsize=10)
     ax.set_ylim(0, max(f["max"] for f in figures) * 1.2)
+
+
+def grouped_bars(ax: Any, names: list[str], series: dict[str, list[float]]) -> None:
+    """One bar per name for each series, side by side, each labelled with its value."""
+    width = 0.8 / len(series)
+    for n, (label, values) in enumerate(series.items()):
+        xs = [i + (n - (len(series) - 1) / 2) * width for i in range(len(values))]
+        bars = ax.bar(xs, values, width, label=label)
+        for b, v in zip(bars, values, strict=True):
+            ax.annotate(f"{v:,.0f}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(names)), names)
 
 
 def throughput() -> None:
@@ -111,25 +125,18 @@ def memory() -> None:
         return
     services = ["baseline", "producer", "processor", "notifier"]
     fig, ax = plt.subplots(figsize=(8, 4.2))
-    width = 0.38
-    for n, (coins, data) in enumerate(result["results"].items()):
+    names: list[str] = []
+    series: dict[str, list[float]] = {}
+    for coins, data in result["results"].items():
         comps = data["comparisons"]
-        values = []
-        names = []
-        for service in services:
-            if service == "baseline":
-                figure = next(iter(comps.values()))["baseline"]
-            elif service in comps:
-                figure = comps[service]["subject"]
-            else:
-                continue
-            names.append(service if service != "baseline" else "idle python\n+ confluent_kafka")
-            values.append(figure["median"])
-        xs = [i + (n - 0.5) * width for i in range(len(values))]
-        bars = ax.bar(xs, values, width, label=f"{int(coins):,} coins")
-        for b, v in zip(bars, values, strict=True):
-            ax.annotate(f"{v:,.0f}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=8)
-        ax.set_xticks(range(len(names)), names)
+        figures = {
+            service: next(iter(comps.values()))["baseline"] if service == "baseline" else comps[service]["subject"]
+            for service in services
+            if service == "baseline" or service in comps
+        }
+        names = [s if s != "baseline" else "idle python\n+ confluent_kafka" for s in figures]
+        series[f"{int(coins):,} coins"] = [f["median"] for f in figures.values()]
+    grouped_bars(ax, names, series)
     ax.set_ylabel("peak RSS (MB), median of 3")
     ax.set_title("Peak resident memory per service", fontsize=10)
     ax.legend()
@@ -185,40 +192,30 @@ def issue10() -> None:
 
     lat = [(label, load(name)) for label, name in ISSUE10_LATENCY]
     lat = [(label, r) for label, r in lat if r]
-    p99 = [r["p99"]["subject"] for _, r in lat]
-    ax_lat.bar(
+    bar(
+        ax_lat,
         [label for label, _ in lat],
-        [f["median"] for f in p99],
-        yerr=[[f["median"] - f["min"] for f in p99], [f["max"] - f["median"] for f in p99]],
-        capsize=4,
-        color="#f28f43",
+        [r["p99"]["subject"] for _, r in lat],
+        "p99 tick -> alert (ms); whiskers: runs' min-max",
+        "Latency at 1,000 ticks/s, 1,000 coins",
+        colors=["#f28f43"] * len(lat),
     )
-    for x, f in enumerate(p99):
-        ax_lat.annotate(
-            f"{f['median']:,.0f}",
-            (x, f["median"]),
-            ha="center",
-            va="bottom",
-            fontsize=8,
-            xytext=(8, 2),
-            textcoords="offset points",
-        )
     ax_lat.axhline(100, color="#c0392b", linestyle="--", label="target 100 ms")
-    ax_lat.set_ylabel("p99 tick -> alert (ms); whiskers: runs' min-max")
-    ax_lat.set_title("Latency at 1,000 ticks/s, 1,000 coins", fontsize=10)
     ax_lat.legend(fontsize=8)
     ax_lat.tick_params(axis="x", labelsize=7)
 
     mem = [(label, load(name)) for label, name in ISSUE10_MEMORY]
     mem = [(label, r) for label, r in mem if r]
-    width = 0.38
-    for n, coins in enumerate(("1000", "10000")):
-        values = [r["results"][coins]["comparisons"]["processor"]["subject"]["median"] for _, r in mem]
-        xs = [i + (n - 0.5) * width for i in range(len(values))]
-        bars = ax_mem.bar(xs, values, width, label=f"{int(coins):,} coins")
-        for b, v in zip(bars, values, strict=True):
-            ax_mem.annotate(f"{v:,.0f}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=8)
-    ax_mem.set_xticks(range(len(mem)), [label for label, _ in mem], fontsize=8)
+
+    def processor_peak(result: dict[str, Any], coins: str) -> float:
+        return float(result["results"][coins]["comparisons"]["processor"]["subject"]["median"])
+
+    grouped_bars(
+        ax_mem,
+        [label for label, _ in mem],
+        {f"{int(coins):,} coins": [processor_peak(r, coins) for _, r in mem] for coins in ("1000", "10000")},
+    )
+    ax_mem.tick_params(axis="x", labelsize=8)
     ax_mem.axhline(150, color="#1f77b4", linestyle="--", linewidth=1, label="target at 1,000 coins")
     ax_mem.axhline(350, color="#ff7f0e", linestyle="--", linewidth=1, label="target at 10,000 coins")
     ax_mem.set_ylabel("processor peak RSS (MB)")

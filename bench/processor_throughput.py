@@ -118,11 +118,11 @@ class CommitWatcher(threading.Thread):
             self._on_done()
 
 
-def run_until_committed(app: Any, group: str, topic: str, profile: str) -> dict[str, Any]:
+def run_until_committed(app: Any, group: str, topic: str, profile: str) -> tuple[dict[str, Any], Any]:
     """Runs a Quix app over the whole topic and times it: from ``app.run`` until the group's committed
     offsets reach the topic's end (``CommitWatcher`` then stops the app). Shared by every worker, so
     the processor and the floor are clocked alike. The result also holds the worker's CPU, the
-    services' CPU, its peak RSS and (key ``profiler``) the profiler, if ``profile`` asked for one."""
+    services' CPU and its peak RSS; the profiler comes beside it (None unless ``profile`` asked)."""
     ends = common.topic_end_offsets(topic)
     expected = sum(ends.values())
     first: list[float] = []
@@ -166,8 +166,7 @@ def run_until_committed(app: Any, group: str, topic: str, profile: str) -> dict[
         "peak_rss_mb": common.peak_rss_mb(),
         "cpu_s": cpu_s,
         "service_cpu_s": service_cpu,
-        "profiler": profiler,
-    }
+    }, profiler
 
 
 def work_processor(args: argparse.Namespace) -> dict[str, Any]:
@@ -205,14 +204,13 @@ def work_processor(args: argparse.Namespace) -> dict[str, Any]:
         built = time.perf_counter()
         pipeline = build_pipeline(settings)  # declares (creates) every topic, incl. Quix changelogs
         build_s = time.perf_counter() - built
-        measured = run_until_committed(pipeline.app, group, args.topic, args.profile)
+        measured, profiler = run_until_committed(pipeline.app, group, args.topic, args.profile)
         elapsed = measured["seconds"]
         points = pipeline.sink.points_written
         alerts = sum(common.topic_end_offsets(settings.alerts_topic).values())
         stored = expected if shared else common.influx_count(db, "price", "price")
         if stored != expected:
             raise RuntimeError(f"InfluxDB holds {stored} price points, expected {expected}")
-        profiler = measured.pop("profiler")
         result: dict[str, Any] = {
             **measured,
             "build_s": build_s,
@@ -340,8 +338,7 @@ def work_floor(args: argparse.Namespace) -> dict[str, Any]:
             return tick
 
         app.dataframe(topic).apply(step, stateful=True).sink(NullSink())
-        measured = run_until_committed(app, group, args.topic, "none")
-        del measured["profiler"]
+        measured, _ = run_until_committed(app, group, args.topic, "none")
         return measured
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
