@@ -32,7 +32,7 @@ from werkzeug import Request, Response
 from crypto_watcher.messages import Alert, Tick
 from tests.support.paths import ROOT
 from tests.support.pipeline import processor_settings, run_processor
-from tests.support.service_env import service_env as base_env
+from tests.support.service_env import notifier_settings, service_env
 from tests.support.services import Influx, Services, read_topic, unique
 
 pytestmark = pytest.mark.services
@@ -41,8 +41,9 @@ TICKS = int(os.environ.get("CW_FAULT_TICKS", "200000"))
 COINS = 1000
 
 
-def service_env(services: Services, topics: dict[str, str], db: str, tmp: Path) -> dict[str, str]:
-    return base_env(
+def pipeline_env(services: Services, topics: dict[str, str], db: str, tmp: Path) -> dict[str, str]:
+    """Processor and notifier, as the fault tests start them: InfluxDB 1, 2 s checkpoints."""
+    return service_env(
         services.kafka_bootstrap,
         topics,
         influx_url=services.influx_url,
@@ -53,11 +54,7 @@ def service_env(services: Services, topics: dict[str, str], db: str, tmp: Path) 
         commit_interval="2s",
         state_dir=tmp / "processor-state",
         consumer_group=unique("fault-processor"),
-        notify_group=unique("fault-notifier"),
-        notify_state=tmp / "delivered.sqlite",
-        notify_console="false",
-        notify_retention="30d",
-        notify_max_backoff="5s",
+        **notifier_settings(tmp, unique("fault-notifier")),
     )
 
 
@@ -128,7 +125,7 @@ def test_faults_while_200k_ticks_flow(
     db = unique("fault")
     deliveries = Deliveries()
     httpserver.expect_request("/alerts").respond_with_handler(deliveries.handler)
-    env = service_env(services, topics, db, tmp_path)
+    env = pipeline_env(services, topics, db, tmp_path)
     env["CW_NOTIFY_URLS"] = f"json://127.0.0.1:{httpserver.port}/alerts"
     coins = ",".join(f"coin-{i:04d}" for i in range(COINS))
     producer_cmd = [

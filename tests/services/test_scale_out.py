@@ -45,7 +45,7 @@ from crypto_watcher.messages import Alert, Tick
 from tests.support.net import free_port
 from tests.support.paths import ROOT
 from tests.support.pipeline import processor_settings, run_processor
-from tests.support.service_env import influx2_settings, service_env
+from tests.support.service_env import influx2_settings, notifier_settings, service_env
 from tests.support.services import Influx2, Services, influx2_from_env, read_topic, unique
 
 pytestmark = pytest.mark.services
@@ -238,12 +238,7 @@ def test_cluster_replicas_and_rolling_restart_lose_nothing(
         log_level="WARNING",
         commit_interval="2s",
         consumer_group=unique("scale-processor"),
-        notify_group=unique("scale-notifier"),
-        notify_state=tmp_path / "delivered.sqlite",
-        notify_console="false",
-        notify_retention="30d",
-        notify_max_backoff="5s",
-        notify_urls=f"json://127.0.0.1:{httpserver.port}/alerts",
+        **notifier_settings(tmp_path, unique("scale-notifier"), f"json://127.0.0.1:{httpserver.port}/alerts"),
     )
     logs = tmp_path / "logs"
     logs.mkdir()

@@ -25,7 +25,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from confluent_kafka.admin import AdminClient
 from crypto_watcher.messages import Alert, Tick
 from processor.cli import main
 from tests.support.pipeline import publisher
+from tests.support.root_logging import restored_root_logging
 from tests.support.scorecard_cli import run_scorecard, scorecard_args
 from tests.support.scorecard_feeds import (
     HOUR,
@@ -79,12 +79,8 @@ def run_cli(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     capsys.readouterr()
-    try:
+    with restored_root_logging():  # main() points a log handler at capsys' stream
         code = main(list(args))
-    finally:
-        # main() pointed the log handler at capsys' stream, which closes with this test
-        for handler in list(logging.root.handlers):
-            logging.root.removeHandler(handler)
     captured = capsys.readouterr()
     return Run(code, captured.out, captured.err)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import logging
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -14,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from crypto_watcher.kafka import ensure_topic
 from crypto_watcher.messages import Tick
 from producer.metrics import ProducerMetrics
+from tests.support.root_logging import restored_root_logging
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z, seconds
 
@@ -60,11 +60,8 @@ def keep_forever(bootstrap: str, topic: str) -> str:
 @pytest.fixture
 def restore_root_logging() -> Iterator[None]:
     """``main()`` sets logging up for a process (a handler on this test's captured stderr); undo it."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    with restored_root_logging():
+        yield
 
 
 def fresh_metrics() -> ProducerMetrics:

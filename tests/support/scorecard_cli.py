@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from processor.cli import main
+from tests.support.root_logging import restored_root_logging
 
 
 def scorecard_args(from_ms: int, to_ms: int, target: Sequence[str], state: Path) -> list[str]:
@@ -39,11 +39,7 @@ def run_scorecard(env: Mapping[str, str], argv: Sequence[str]) -> dict[str, Any]
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                code = main(list(argv))
-        finally:
-            for handler in list(logging.root.handlers):  # main() logs to the redirected stderr
-                logging.root.removeHandler(handler)
+        with restored_root_logging(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(argv))
     assert code == 0, err.getvalue()
     return dict(json.loads(out.getvalue()))

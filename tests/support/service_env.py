@@ -35,3 +35,18 @@ def influx2_settings(influx2: Influx2, bucket: str, url: str | None = None) -> d
         "influx_org": influx2.org,
         "influx_bucket": bucket,
     }
+
+
+def notifier_settings(tmp: Path, group: str, urls: str | None = None) -> dict[str, str | Path]:
+    """The notifier's settings for a test: its own group and delivery state under ``tmp``, no
+    console channel, quick retries (5 s at most) and ``urls`` (Apprise) if given."""
+    settings: dict[str, str | Path] = {
+        "notify_group": group,
+        "notify_state": tmp / "delivered.sqlite",
+        "notify_console": "false",
+        "notify_retention": "30d",
+        "notify_max_backoff": "5s",
+    }
+    if urls is not None:
+        settings["notify_urls"] = urls
+    return settings
