@@ -65,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="none",
         help="profile the processor runs (slows them: figures are then not comparable)",
     )
+    p.add_argument(
+        "--sink",
+        choices=["influx", "null"],
+        default="influx",
+        help="the processor's sink: influx (the real one, issue 10's figure) or null (its InfluxSink with a writer "
+        "that discards: what the processor costs without InfluxDB's write and wait, the most a writer outside "
+        "the processor could give it)",
+    )
     p.add_argument("--worker", choices=["processor", "baseline", "floor"], help=argparse.SUPPRESS)
     p.add_argument("--topic", help=argparse.SUPPRESS)
     p.add_argument("--tag", help=argparse.SUPPRESS)
@@ -169,15 +177,36 @@ def run_until_committed(app: Any, group: str, topic: str, profile: str) -> tuple
     }, profiler
 
 
+class DiscardingWriter:
+    """``--sink null``: a LineWriter that takes every line and sends none, so the InfluxSink's own
+    work (batching, chunking, counting) stays in the measurement and only InfluxDB's leaves it."""
+
+    description = "nowhere (--sink null)"
+
+    def check(self) -> None:
+        return None
+
+    def ping(self) -> bool:
+        return True
+
+    def write(self, lines: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
 def work_processor(args: argparse.Namespace) -> dict[str, Any]:
     import processor
     from crypto_watcher.config import ProcessorSettings, load_settings
     from crypto_watcher.logs import setup_logging
     from processor.app import build_pipeline
+    from processor.influx import InfluxSink
 
     setup_logging("WARNING", "processor", "json")  # as deployed (alerts are WARNING lines), to the log file
     expected = sum(common.topic_end_offsets(args.topic).values())
     shared = args.db is not None  # one of several replicas: the caller made the database and checks it
+    null = args.sink == "null"
     db = args.db or common.unique("bench_proc")
     state_dir = tempfile.mkdtemp(prefix="bench-proc-state-")
     run = common.unique(f"{args.tag}-{args.run_id}")  # a repeated run must not reuse a group or topic
@@ -198,17 +227,18 @@ def work_processor(args: argparse.Namespace) -> dict[str, Any]:
             "http_port": -1,
         },
     )
-    if not shared:
+    if not shared and not null:
         common.influx_create(db)
     try:
         built = time.perf_counter()
-        pipeline = build_pipeline(settings)  # declares (creates) every topic, incl. Quix changelogs
+        sink = InfluxSink(DiscardingWriter()) if null else None
+        pipeline = build_pipeline(settings, sink=sink)  # declares (creates) every topic, incl. Quix changelogs
         build_s = time.perf_counter() - built
         measured, profiler = run_until_committed(pipeline.app, group, args.topic, args.profile)
         elapsed = measured["seconds"]
         points = pipeline.sink.points_written
         alerts = sum(common.topic_end_offsets(settings.alerts_topic).values())
-        stored = expected if shared else common.influx_count(db, "price", "price")
+        stored = expected if shared or null else common.influx_count(db, "price", "price")
         if stored != expected:
             raise RuntimeError(f"InfluxDB holds {stored} price points, expected {expected}")
         result: dict[str, Any] = {
@@ -220,12 +250,13 @@ def work_processor(args: argparse.Namespace) -> dict[str, Any]:
             "alerts": alerts,
             "processor_code": common.repo_path(Path(processor.__file__).parent),
             "windows": settings.windows,  # CW_WINDOWS, when set, changes the work per tick
+            "sink": args.sink,
         }
         if profiler is not None:
             result["profile"] = save_profile(args, profiler)
         return result
     finally:
-        if not shared:
+        if not shared and not null:
             common.influx_drop(db)
         shutil.rmtree(state_dir, ignore_errors=True)
 
@@ -371,6 +402,8 @@ def worker_argv(args: argparse.Namespace, kind: str, topic: str, tag: str, run_i
         args.commit_interval,
         "--profile",
         args.profile,
+        "--sink",
+        args.sink,
     ]
 
 
@@ -435,8 +468,11 @@ def main() -> int:
         comparison = common.compare(subject, baseline)
         # Issue 10's target: the processor with its real InfluxDB sink at >= 0.4x the Quix floor.
         against_floor = common.compare(subject, floor)
+        if args.sink != "influx":
+            print(f"(--sink {args.sink}: not issue 10's figure, which is the processor with its real InfluxDB sink)")
         print(f"reproduce: {command}")
         label = "" if code == common.ROOT else f"-{code.name}"
+        label += "" if args.sink == "influx" else f"-{args.sink}-sink"
         common.save_results(
             f"processor_throughput-{args.ticks}{label}" + ("" if args.profile == "none" else f"-{args.profile}"),
             command,

@@ -53,6 +53,7 @@ def worker_args(args: argparse.Namespace) -> argparse.Namespace:
         partitions=args.partitions,
         commit_interval=args.commit_interval,
         profile="none",
+        sink="influx",  # replicas share one real database, which run_group checks
     )
 
 
