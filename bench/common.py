@@ -42,6 +42,8 @@ from crypto_watcher.messages import Tick  # noqa: E402
 KAFKA = os.environ.get("CW_BENCH_KAFKA", "127.0.0.1:9092")
 INFLUX = os.environ.get("CW_BENCH_INFLUX", "http://127.0.0.1:8086")
 RESULTS = ROOT / "bench" / "results"
+LOGS = ROOT / ".cache" / "bench"
+"""Where benchmarks' worker and service processes write their output (kept: a failed run is read there)."""
 PYTHON = ".venv/bin/python"
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z: event times of generated feeds start here
 MINUTE = 60_000
@@ -270,6 +272,22 @@ def add_backlog_args(parser: argparse.ArgumentParser, ticks: int, partitions: in
         "--partitions", type=int, default=partitions, help=f"partitions of the ticks topic (default {partitions})"
     )
     add_commit_interval_arg(parser)
+
+
+def log_file(tag: str, what: str = "worker logs") -> Path:
+    """A new log file under LOGS for this invocation's child processes, announced so it can be found."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    path = LOGS / f"{tag}.log"
+    print(f"{what}: {path.relative_to(ROOT)}", flush=True)
+    return path
+
+
+def fill_backlog(topic: str, args: argparse.Namespace) -> None:
+    """The backlog :func:`add_backlog_args` describes, written to a new ``topic`` (set-up, not measured)."""
+    create_topic(topic, args.partitions)
+    began = time.perf_counter()
+    written = fill_topic(topic, tick_records(market_ticks(args.coins, args.ticks)))
+    print(f"set-up: {written:,} ticks written to {topic} in {time.perf_counter() - began:.1f}s (not measured)")
 
 
 def add_runs_arg(parser: argparse.ArgumentParser, default: int = 3) -> None:

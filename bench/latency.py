@@ -44,7 +44,6 @@ from producer.publisher import TickPublisher
 
 SCRIPT = "latency.py"
 PROBE_DIR = Path(__file__).resolve().parent / "checkpoint_probe"
-LOGS = common.ROOT / ".cache" / "bench"
 DROP = 0.92  # an 8 % fall: over the 5 % threshold, under the 10 % of "critical"
 PROBE = "probe"
 
@@ -183,7 +182,7 @@ def start_service(
     extra = {"db": db, "state_dir": state_dir}
     if args.probe_checkpoints:
         paths.insert(0, str(PROBE_DIR))
-        extra["probe"] = env["CW_BENCH_PROBE_OUT"] = str(LOGS / f"{tag}-checkpoints.json")
+        extra["probe"] = env["CW_BENCH_PROBE_OUT"] = str(common.LOGS / f"{tag}-checkpoints.json")
     if paths:
         env["PYTHONPATH"] = os.pathsep.join(paths)
     proc = subprocess.Popen(argv, cwd=common.ROOT, stdout=log, stderr=log, env=env)
@@ -263,8 +262,8 @@ def run_once(kind: str, args: argparse.Namespace, i: int) -> dict[str, Any]:
     topics = {"ticks": f"{tag}.ticks", "alerts": f"{tag}.alerts", "dlq": f"{tag}.dlq"}
     common.create_topic(topics["ticks"], 3)
     common.create_topic(topics["alerts"], 1)
-    LOGS.mkdir(parents=True, exist_ok=True)
-    log_path = LOGS / f"{tag}.log"
+    common.LOGS.mkdir(parents=True, exist_ok=True)
+    log_path = common.LOGS / f"{tag}.log"
     arrivals = Arrivals()
     stop = threading.Event()
     listener = threading.Thread(target=listen, args=(topics["alerts"], arrivals, stop), daemon=True)

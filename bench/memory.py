@@ -33,7 +33,6 @@ import common
 from crypto_watcher.config import ProcessorSettings
 
 SCRIPT = "memory.py"
-LOGS = common.ROOT / ".cache" / "bench"
 BIN = Path(sys.executable).parent
 
 
@@ -194,9 +193,7 @@ def main() -> int:
         args,
     )
     common.check_services()
-    LOGS.mkdir(parents=True, exist_ok=True)
-    log = LOGS / f"{common.unique('bench_memory')}.log"
-    print(f"service logs: {log.relative_to(common.ROOT)}")
+    log = common.log_file(common.unique("bench_memory"), "service logs")
     results: dict[str, Any] = {}
     for coins in args.coins:
         print(f"{coins:,} coins:", flush=True)

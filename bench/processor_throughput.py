@@ -45,7 +45,6 @@ from quixstreams.sinks.base import BatchingSink, SinkBatch
 from crypto_watcher.durations import parse_duration_ms
 
 SCRIPT = "processor_throughput.py"
-LOGS = common.ROOT / ".cache" / "bench"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,8 +261,8 @@ def work_processor(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def save_profile(args: argparse.Namespace, profiler: Any) -> str:
-    LOGS.mkdir(parents=True, exist_ok=True)
-    stem = LOGS / f"profile-{args.profile}-{args.ticks}-{args.run_id}-{int(time.time())}"
+    common.LOGS.mkdir(parents=True, exist_ok=True)
+    stem = common.LOGS / f"profile-{args.profile}-{args.ticks}-{args.run_id}-{int(time.time())}"
     if args.profile == "cprofile":
         import io
         import pstats
@@ -422,14 +421,9 @@ def main() -> int:
     env = {"PYTHONPATH": str(code)} if code != common.ROOT else {}
     tag = common.unique("bench_proc")
     topic = f"{tag}.ticks"
-    LOGS.mkdir(parents=True, exist_ok=True)
-    log_path = LOGS / f"{tag}.log"
-    print(f"worker logs: {log_path.relative_to(common.ROOT)}")
+    log_path = common.log_file(tag)
     try:
-        common.create_topic(topic, args.partitions)
-        began = time.perf_counter()
-        written = common.fill_topic(topic, common.tick_records(common.market_ticks(args.coins, args.ticks)))
-        print(f"set-up: {written:,} ticks written to {topic} in {time.perf_counter() - began:.1f}s (not measured)")
+        common.fill_backlog(topic, args)
         subject = common.Figure("processor", "ticks/s")
         baseline = common.Figure("bare consumer + json.loads", "ticks/s")
         floor = common.Figure("Quix floor (deserializer + one stateful step + null sink)", "ticks/s")

@@ -34,7 +34,6 @@ import common
 import processor_throughput
 
 SCRIPT = "replicas.py"
-LOGS = common.ROOT / ".cache" / "bench"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,13 +114,9 @@ def main() -> int:
     common.check_services()
     tag = common.unique("bench_replicas")
     topic = f"{tag}.ticks"
-    LOGS.mkdir(parents=True, exist_ok=True)
-    log_path = LOGS / f"{tag}.log"
-    print(f"worker logs: {log_path.relative_to(common.ROOT)}")
+    log_path = common.log_file(tag)
     try:
-        common.create_topic(topic, args.partitions)
-        written = common.fill_topic(topic, common.tick_records(common.market_ticks(args.coins, args.ticks)))
-        print(f"set-up: {written:,} ticks written to {topic} (not measured)")
+        common.fill_backlog(topic, args)
         subject = common.Figure(f"{args.replicas} replicas", "ticks/s")
         baseline = common.Figure("1 replica", "ticks/s")
         runs: list[dict[str, Any]] = []

@@ -62,7 +62,6 @@ from confluent_kafka import Producer
 from crypto_watcher.messages import Tick
 
 SCRIPT = "soak.py"
-LOGS = common.ROOT / ".cache" / "bench"
 BIN = Path(sys.executable).parent
 
 
@@ -445,10 +444,8 @@ def main() -> int:
         args,
     )
     common.check_services()
-    LOGS.mkdir(parents=True, exist_ok=True)
     tag = common.unique(f"bench_soak_{args.coins}")
-    log = LOGS / f"{tag}.log"
-    print(f"processor log: {log.relative_to(common.ROOT)}", flush=True)
+    log = common.log_file(tag, "processor log")
     topics = {"ticks": f"{tag}.ticks", "alerts": f"{tag}.alerts", "dlq": f"{tag}.dlq"}
     db = common.unique("bench_soak")
     work = Path(tempfile.mkdtemp(prefix="bench-soak-"))
