@@ -274,11 +274,13 @@ def add_backlog_args(parser: argparse.ArgumentParser, ticks: int, partitions: in
     add_commit_interval_arg(parser)
 
 
-def log_file(tag: str, what: str = "worker logs") -> Path:
-    """A new log file under LOGS for this invocation's child processes, announced so it can be found."""
+def log_file(tag: str, what: str | None = "worker logs") -> Path:
+    """A new log file under LOGS for this invocation's child processes, announced as ``what`` so it can
+    be found (None: the caller names it where it matters, e.g. in a failure's message)."""
     LOGS.mkdir(parents=True, exist_ok=True)
     path = LOGS / f"{tag}.log"
-    print(f"{what}: {path.relative_to(ROOT)}", flush=True)
+    if what is not None:
+        print(f"{what}: {path.relative_to(ROOT)}", flush=True)
     return path
 
 

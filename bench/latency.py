@@ -262,8 +262,7 @@ def run_once(kind: str, args: argparse.Namespace, i: int) -> dict[str, Any]:
     topics = {"ticks": f"{tag}.ticks", "alerts": f"{tag}.alerts", "dlq": f"{tag}.dlq"}
     common.create_topic(topics["ticks"], 3)
     common.create_topic(topics["alerts"], 1)
-    common.LOGS.mkdir(parents=True, exist_ok=True)
-    log_path = common.LOGS / f"{tag}.log"
+    log_path = common.log_file(tag, None)
     arrivals = Arrivals()
     stop = threading.Event()
     listener = threading.Thread(target=listen, args=(topics["alerts"], arrivals, stop), daemon=True)

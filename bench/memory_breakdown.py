@@ -405,8 +405,7 @@ def main() -> int:
     args = parser.parse_args()
     command_line = common.header(f"processor memory by component at {args.coins:,} coins", SCRIPT, parser, args)
     common.check_services()
-    log = common.LOGS / f"{common.unique('bench_memory_breakdown')}.log"
-    common.LOGS.mkdir(parents=True, exist_ok=True)
+    log = common.log_file(common.unique("bench_memory_breakdown"), None)
     tag = common.unique(f"bench_membd_{args.coins}")
     db = common.unique("bench_membd")
     work = Path(tempfile.mkdtemp(prefix="bench-memory-breakdown-"))

@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +189,7 @@ class DiscardingWriter:
     def ping(self) -> bool:
         return True
 
-    def write(self, lines: Any) -> None:
+    def write(self, lines: Sequence[str]) -> None:
         return None
 
     def close(self) -> None:
@@ -206,6 +207,7 @@ def work_processor(args: argparse.Namespace) -> dict[str, Any]:
     expected = sum(common.topic_end_offsets(args.topic).values())
     shared = args.db is not None  # one of several replicas: the caller made the database and checks it
     null = args.sink == "null"
+    owns_db = not shared and not null  # made here, checked here and dropped after
     db = args.db or common.unique("bench_proc")
     state_dir = tempfile.mkdtemp(prefix="bench-proc-state-")
     run = common.unique(f"{args.tag}-{args.run_id}")  # a repeated run must not reuse a group or topic
@@ -226,7 +228,7 @@ def work_processor(args: argparse.Namespace) -> dict[str, Any]:
             "http_port": -1,
         },
     )
-    if not shared and not null:
+    if owns_db:
         common.influx_create(db)
     try:
         built = time.perf_counter()
@@ -237,7 +239,7 @@ def work_processor(args: argparse.Namespace) -> dict[str, Any]:
         elapsed = measured["seconds"]
         points = pipeline.sink.points_written
         alerts = sum(common.topic_end_offsets(settings.alerts_topic).values())
-        stored = expected if shared or null else common.influx_count(db, "price", "price")
+        stored = common.influx_count(db, "price", "price") if owns_db else expected
         if stored != expected:
             raise RuntimeError(f"InfluxDB holds {stored} price points, expected {expected}")
         result: dict[str, Any] = {
@@ -255,7 +257,7 @@ def work_processor(args: argparse.Namespace) -> dict[str, Any]:
             result["profile"] = save_profile(args, profiler)
         return result
     finally:
-        if not shared and not null:
+        if owns_db:
             common.influx_drop(db)
         shutil.rmtree(state_dir, ignore_errors=True)
 
